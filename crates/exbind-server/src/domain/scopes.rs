@@ -1,0 +1,50 @@
+//! Scopes and which of them each method accepts (contract §4).
+
+pub const CALENDAR: &str = "calendar:calendar";
+pub const CALENDAR_READONLY: &str = "calendar:calendar:readonly";
+pub const BINDINGS_CREATE: &str = "calendar:exchange.bindings:create";
+pub const BINDINGS_READ: &str = "calendar:exchange.bindings:read";
+pub const BINDINGS_DELETE: &str = "calendar:exchange.bindings:delete";
+pub const EMAIL: &str = "contact:user.email:readonly";
+pub const EMPLOYEE_ID: &str = "contact:user.employee_id:readonly";
+
+/// Every scope exbind knows; a seed naming another is rejected.
+pub const KNOWN: [&str; 7] = [
+    CALENDAR,
+    CALENDAR_READONLY,
+    BINDINGS_CREATE,
+    BINDINGS_READ,
+    BINDINGS_DELETE,
+    EMAIL,
+    EMPLOYEE_ID,
+];
+
+/// Field scopes, which only custom apps can hold.
+pub const FIELD_SCOPES: [&str; 2] = [EMAIL, EMPLOYEE_ID];
+
+pub fn is_known(scope: &str) -> bool {
+    KNOWN.contains(&scope)
+}
+
+pub fn is_field_scope(scope: &str) -> bool {
+    FIELD_SCOPES.contains(&scope)
+}
+
+/// The three Exchange-binding methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BindingMethod {
+    Create,
+    Get,
+    Delete,
+}
+
+impl BindingMethod {
+    /// Any one of these lets an app call the method (the docs' own lists).
+    pub fn scopes(self) -> &'static [&'static str] {
+        match self {
+            BindingMethod::Create => &[CALENDAR, CALENDAR_READONLY, BINDINGS_CREATE],
+            BindingMethod::Get => &[CALENDAR_READONLY, BINDINGS_READ],
+            BindingMethod::Delete => &[CALENDAR, BINDINGS_DELETE],
+        }
+    }
+}

@@ -1,0 +1,512 @@
+//! The control plane (product.md): entities, user tokens and bindings, behind the admin token.
+
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use exbind_api::ErrorCode;
+use http::{header, HeaderMap, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use super::{success, ApiPath as Path, ApiQuery as Query, Payload};
+use crate::clock::rfc3339;
+use crate::domain::accounts::fold;
+use crate::domain::model::*;
+use crate::domain::scopes;
+use crate::error::ApiError;
+use crate::seed::{self, SeedError};
+use crate::state::{AppState, SharedState};
+use crate::store::{AppPatch, UserPatch};
+use crate::tokens;
+
+const MAX_PAGE_SIZE: usize = 500;
+
+pub fn routes(state: SharedState) -> Router<SharedState> {
+    Router::new()
+        .route("/_exbind/v1/seed", post(apply_seed))
+        .route("/_exbind/v1/tenants", get(list_tenants))
+        .route("/_exbind/v1/tenants/{tenant_key}", get(get_tenant))
+        .route(
+            "/_exbind/v1/tenants/{tenant_key}/users/{user_id}",
+            get(get_user).patch(patch_user),
+        )
+        .route(
+            "/_exbind/v1/tenants/{tenant_key}/exchange_admins/{account}",
+            axum::routing::patch(patch_admin),
+        )
+        .route(
+            "/_exbind/v1/tenants/{tenant_key}/bindings",
+            get(list_bindings),
+        )
+        .route("/_exbind/v1/apps/{app_id}", get(get_app).patch(patch_app))
+        .route("/_exbind/v1/user_access_tokens", post(mint))
+        .route("/_exbind/v1/user_access_tokens/revoke", post(revoke))
+        .route_layer(middleware::from_fn_with_state(state, require_admin))
+}
+
+/// Every control-plane route needs `Authorization: Bearer <admin token>`.
+async fn require_admin(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(char::is_whitespace))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    let err = match given {
+        None => ErrorCode::MissingToken,
+        Some(t) if bool::from(t.as_bytes().ct_eq(state.admin_token.as_bytes())) => {
+            return next.run(req).await
+        }
+        Some(_) => ErrorCode::TenantTokenNotAccepted,
+    };
+    ApiError::new(err)
+        .status(StatusCode::UNAUTHORIZED)
+        .message("the control plane needs the admin token")
+        .into_response()
+}
+
+/// Parses a JSON body into `T`; a bad body is 190002 naming the field.
+fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "body".to_string()
+        } else {
+            path
+        };
+        ApiError::invalid(&field, None, e.inner().to_string())
+    })
+}
+
+async fn apply_seed(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Payload(body): Payload,
+) -> Result<Response, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::invalid("body", None, "the seed must be UTF-8 text"))?;
+    let doc = if is_json {
+        seed::parse_json(text)
+    } else {
+        seed::parse_toml(text)
+    };
+    let result = match doc {
+        Ok(doc) => match seed::plan(doc, state.store.as_ref(), &state.ids).await {
+            Ok(plan) => Ok(state.store.apply_seed(plan).await?),
+            Err(e) => Err(e),
+        },
+        Err(v) => Err(SeedError::Invalid(v)),
+    };
+    match result {
+        Ok(counts) => Ok(success(counts)),
+        Err(SeedError::Store(e)) => Err(e.into()),
+        Err(SeedError::Invalid(violations)) => Err(violations.into_iter().fold(
+            ApiError::new(ErrorCode::InvalidParameters)
+                .message("the seed is not valid; nothing was applied"),
+            |e, v| e.field(&v.path, None, v.reason),
+        )),
+    }
+}
+
+async fn tenant_or_404(state: &AppState, tenant_key: &str) -> Result<Tenant, ApiError> {
+    state
+        .store
+        .tenant(tenant_key)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("tenant {tenant_key:?} not found")))
+}
+
+async fn app_or_404(state: &AppState, app_id: &str) -> Result<App, ApiError> {
+    state
+        .store
+        .app(app_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("app {app_id:?} not found")))
+}
+
+async fn list_tenants(State(state): State<SharedState>) -> Result<Response, ApiError> {
+    Ok(success(json!({"items": state.store.tenants().await?})))
+}
+
+async fn get_tenant(
+    State(state): State<SharedState>,
+    Path(tenant_key): Path<String>,
+) -> Result<Response, ApiError> {
+    let t = tenant_or_404(&state, &tenant_key).await?;
+    Ok(success(json!({
+        "tenant_key": t.tenant_key,
+        "name": t.name,
+        "unit": t.unit,
+        "user_count": state.store.user_count(&tenant_key).await?,
+        "exchange_admins": state.store.admin_accounts(&tenant_key).await?,
+        "exchange_accounts": state.store.scenarios(&tenant_key).await?,
+    })))
+}
+
+#[derive(Deserialize)]
+struct AppQuery {
+    app_id: Option<String>,
+}
+
+async fn get_user(
+    State(state): State<SharedState>,
+    Path((tenant_key, user_id)): Path<(String, String)>,
+    Query(q): Query<AppQuery>,
+) -> Result<Response, ApiError> {
+    let user = user_or_404(&state, &tenant_key, &user_id).await?;
+    let app = match &q.app_id {
+        Some(id) => Some(app_or_404(&state, id).await?),
+        None => None,
+    };
+    Ok(success(user_view(&state, &user, app.as_ref())))
+}
+
+async fn user_or_404(state: &AppState, tenant_key: &str, user_id: &str) -> Result<User, ApiError> {
+    tenant_or_404(state, tenant_key).await?;
+    state.store.user(tenant_key, user_id).await?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "user {user_id:?} not found in tenant {tenant_key:?}"
+        ))
+    })
+}
+
+fn user_view(state: &AppState, u: &User, app: Option<&App>) -> Value {
+    let mut v = json!({
+        "tenant_key": u.tenant_key,
+        "user_id": u.user_id,
+        "name": u.name,
+        "email": u.email,
+        "status": u.status,
+        "super_admin": u.super_admin,
+    });
+    if let Some(app) = app {
+        let key = state.ids.user_key(&u.tenant_key, &u.user_id);
+        v["open_id"] = json!(state.ids.open_id(&key, &app.app_id));
+        v["union_id"] = json!(state.ids.union_id(&key, &app.developer));
+    }
+    v
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserPatchBody {
+    status: Option<UserStatus>,
+    super_admin: Option<bool>,
+}
+
+async fn patch_user(
+    State(state): State<SharedState>,
+    Path((tenant_key, user_id)): Path<(String, String)>,
+    Payload(body): Payload,
+) -> Result<Response, ApiError> {
+    let p: UserPatchBody = parse_body(&body)?;
+    user_or_404(&state, &tenant_key, &user_id).await?;
+    let user = state
+        .store
+        .patch_user(
+            &tenant_key,
+            &user_id,
+            UserPatch {
+                status: p.status,
+                super_admin: p.super_admin,
+            },
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("user {user_id:?} not found")))?;
+    Ok(success(user_view(&state, &user, None)))
+}
+
+fn app_view(a: &App) -> Value {
+    json!({
+        "app_id": a.app_id,
+        "type": a.kind,
+        "developer": a.developer,
+        "bot": a.bot,
+        "unit": a.unit,
+        "scopes": a.scopes,
+        "tenants": a.tenants,
+    })
+}
+
+async fn get_app(
+    State(state): State<SharedState>,
+    Path(app_id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(success(app_view(&app_or_404(&state, &app_id).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppPatchBody {
+    bot: Option<bool>,
+    scopes: Option<Vec<String>>,
+    tenants: Option<Vec<String>>,
+    unit: Option<String>,
+}
+
+async fn patch_app(
+    State(state): State<SharedState>,
+    Path(app_id): Path<String>,
+    Payload(body): Payload,
+) -> Result<Response, ApiError> {
+    let p: AppPatchBody = parse_body(&body)?;
+    let app = app_or_404(&state, &app_id).await?;
+    let mut err = ApiError::new(ErrorCode::InvalidParameters);
+    for (i, s) in p.scopes.iter().flatten().enumerate() {
+        if !scopes::is_known(s) {
+            err = err.field(&format!("scopes[{i}]"), Some(s.clone()), "unknown scope");
+        } else if app.kind == AppKind::Store && scopes::is_field_scope(s) {
+            err = err.field(
+                &format!("scopes[{i}]"),
+                Some(s.clone()),
+                "field scopes can be held by custom apps only",
+            );
+        }
+    }
+    if let Some(tenants) = &p.tenants {
+        if app.kind == AppKind::Custom && tenants.len() > 1 {
+            err = err.field(
+                "tenants",
+                None,
+                "a custom app can be installed in at most one tenant",
+            );
+        }
+        for (i, t) in tenants.iter().enumerate() {
+            if state.store.tenant(t).await?.is_none() {
+                err = err.field(&format!("tenants[{i}]"), Some(t.clone()), "unknown tenant");
+            }
+        }
+    }
+    if p.unit.as_deref() == Some("") {
+        err = err.field("unit", Some(String::new()), "must not be empty");
+    }
+    if !err.detail.field_violations.is_empty() {
+        return Err(err);
+    }
+    let dedup = |v: Option<Vec<String>>| {
+        v.map(|mut v| {
+            let mut seen = std::collections::HashSet::new();
+            v.retain(|x| seen.insert(x.clone()));
+            v
+        })
+    };
+    let patch = AppPatch {
+        bot: p.bot,
+        scopes: dedup(p.scopes),
+        tenants: dedup(p.tenants),
+        unit: p.unit,
+    };
+    let app = state
+        .store
+        .patch_app(&app_id, patch)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("app {app_id:?} not found")))?;
+    Ok(success(app_view(&app)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminPatchBody {
+    state: AdminState,
+}
+
+async fn patch_admin(
+    State(state): State<SharedState>,
+    Path((tenant_key, account)): Path<(String, String)>,
+    Payload(body): Payload,
+) -> Result<Response, ApiError> {
+    let p: AdminPatchBody = parse_body(&body)?;
+    tenant_or_404(&state, &tenant_key).await?;
+    let missing = || {
+        ApiError::not_found(format!(
+            "exchange admin account {account:?} not found in tenant {tenant_key:?}"
+        ))
+    };
+    let existing = state
+        .store
+        .admin_account(&fold(&account))
+        .await?
+        .ok_or_else(missing)?;
+    if existing.tenant_key != tenant_key {
+        return Err(missing());
+    }
+    let admin = state
+        .store
+        .set_admin_state(&fold(&account), p.state, state.now())
+        .await?
+        .ok_or_else(missing)?;
+    Ok(success(admin))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MintBody {
+    app_id: String,
+    tenant_key: String,
+    user_id: String,
+    scopes: Option<Vec<String>>,
+    expires_in: Option<i64>,
+}
+
+async fn mint(
+    State(state): State<SharedState>,
+    Payload(body): Payload,
+) -> Result<Response, ApiError> {
+    let m: MintBody = parse_body(&body)?;
+    let app = app_or_404(&state, &m.app_id).await?;
+    let user = user_or_404(&state, &m.tenant_key, &m.user_id).await?;
+    if !app.installed_in(&m.tenant_key) {
+        return Err(ApiError::invalid(
+            "app_id",
+            Some(m.app_id.clone()),
+            format!(
+                "app {:?} is not installed in tenant {:?}",
+                m.app_id, m.tenant_key
+            ),
+        ));
+    }
+    let scopes = match m.scopes {
+        None => app.scopes.clone(),
+        Some(s) => {
+            if let Some(bad) = s.iter().find(|x| !app.has_scope(x)) {
+                return Err(ApiError::invalid(
+                    "scopes",
+                    Some(bad.clone()),
+                    "scopes must be a subset of the app's scopes",
+                ));
+            }
+            s
+        }
+    };
+    let expires_in = m.expires_in.unwrap_or(state.token_ttl);
+    if expires_in < 1 {
+        return Err(ApiError::invalid(
+            "expires_in",
+            Some(expires_in.to_string()),
+            "expires_in must be an integer ≥ 1",
+        ));
+    }
+    let (token, _) = tokens::mint_user_token(
+        &state,
+        &app.app_id,
+        &user.tenant_key,
+        &user.user_id,
+        scopes,
+        expires_in,
+    )
+    .await?;
+    let key = state.ids.user_key(&user.tenant_key, &user.user_id);
+    Ok(success(json!({
+        "access_token": token,
+        "expires_in": expires_in,
+        "open_id": state.ids.open_id(&key, &app.app_id),
+        "union_id": state.ids.union_id(&key, &app.developer),
+        "user_id": user.user_id,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    access_token: String,
+}
+
+async fn revoke(
+    State(state): State<SharedState>,
+    Payload(body): Payload,
+) -> Result<Response, ApiError> {
+    let r: RevokeBody = parse_body(&body)?;
+    if !state
+        .store
+        .revoke_user_token(&tokens::hash(&r.access_token))
+        .await?
+    {
+        return Err(ApiError::not_found("user access token not found"));
+    }
+    Ok(success(json!({"revoked": true})))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    page_size: Option<String>,
+    page_token: Option<String>,
+}
+
+async fn list_bindings(
+    State(state): State<SharedState>,
+    Path(tenant_key): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    tenant_or_404(&state, &tenant_key).await?;
+    let page_size = match q.page_size.as_deref() {
+        None => 20,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "page_size",
+                    Some(s.to_string()),
+                    "page_size must be an integer from 1 to 500",
+                )
+            })?,
+    };
+    let after = match q.page_token.as_deref().filter(|t| !t.is_empty()) {
+        None => 0,
+        Some(t) => t.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::invalid(
+                "page_token",
+                Some(t.to_string()),
+                "not a page token from this list",
+            )
+        })?,
+    };
+    let mut rows = state
+        .store
+        .list_bindings(&tenant_key, after, page_size + 1)
+        .await?;
+    let has_more = rows.len() > page_size;
+    rows.truncate(page_size);
+    let page_token = if has_more {
+        rows.last().map(|b| b.seq.to_string())
+    } else {
+        None
+    };
+    let items: Vec<Value> = rows.iter().map(binding_view).collect();
+    Ok(success(
+        json!({"items": items, "has_more": has_more, "page_token": page_token}),
+    ))
+}
+
+pub fn binding_view(b: &BindingRecord) -> Value {
+    let mut v = json!({
+        "exchange_binding_id": b.id(),
+        "admin_account": b.admin_account,
+        "exchange_account": b.exchange_account,
+        "user_id": b.user_id,
+        "status": b.status,
+    });
+    if let Some(r) = &b.reason {
+        v["reason"] = json!(r);
+    }
+    v["created_at"] = json!(rfc3339(b.created_at));
+    v["updated_at"] = json!(rfc3339(b.updated_at));
+    v["history"] = b
+        .history
+        .iter()
+        .map(|s| json!({"status": s.status, "at": rfc3339(s.at)}))
+        .collect();
+    v
+}

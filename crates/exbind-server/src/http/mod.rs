@@ -1,0 +1,238 @@
+//! The HTTP surface: one route table, the framing every answer goes through (log id, error
+//! rendering, JSON on every path, the request's log line), and the body size caps.
+
+mod auth;
+mod bindings;
+mod control;
+mod health;
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{FromRequest, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use bytes::Bytes;
+use exbind_api::ErrorCode;
+use http::{header, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use serde::Serialize;
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::error::ApiError;
+use crate::logid::new_log_id;
+use crate::state::SharedState;
+
+/// Bodies on the Feishu routes are capped at 64 KiB; the control plane takes seed documents.
+const API_BODY_LIMIT: usize = 64 * 1024;
+const CONTROL_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// A request that takes longer is answered 190003.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub const JSON_UTF8: &str = "application/json; charset=utf-8";
+
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .merge(bindings::routes())
+        .merge(auth::routes())
+        .merge(control::routes(state.clone()))
+        .merge(health::routes())
+        .fallback(|| async { ApiError::new(ErrorCode::ResourceNotFound) })
+        .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
+        .route_layer(middleware::from_fn(record_route))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::internal("handler panicked").into_response()
+            },
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), frame))
+        .with_state(state)
+}
+
+/// The matched route template, carried to `frame` for the log line and metrics.
+#[derive(Clone)]
+struct Route(String);
+
+async fn record_route(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    let mut resp = next.run(req).await;
+    if let Some(r) = route {
+        resp.extensions_mut().insert(Route(r));
+    }
+    resp
+}
+
+/// The business code of an answer that is not an `ApiError` (token endpoints answer their
+/// errors with HTTP 200).
+#[derive(Clone, Copy)]
+pub struct Code(pub i64);
+
+/// Every answer passes here: a log id, the documented error body, the log line.
+async fn frame(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let log_id = new_log_id(state.now());
+    let method = req.method().clone();
+    let resp = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::internal("request timed out").into_response(),
+    };
+    let (mut parts, body) = resp.into_parts();
+    let route = parts
+        .extensions
+        .remove::<Route>()
+        .map_or_else(|| "unmatched".to_string(), |r| r.0);
+    let mut code = parts.extensions.get::<Code>().map_or(0, |c| c.0);
+    let body = match parts.extensions.remove::<ApiError>() {
+        Some(err) => {
+            let err = err.into_body();
+            code = err.code;
+            if let Some(cause) = &err.cause {
+                tracing::error!(log_id = %log_id, code, cause = %cause, "request failed");
+            }
+            parts.status = err.status;
+            for (name, value) in &err.headers {
+                if let Ok(v) = HeaderValue::from_str(value) {
+                    parts.headers.insert(*name, v);
+                }
+            }
+            parts
+                .headers
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
+            parts.headers.remove(header::CONTENT_LENGTH);
+            let mut detail = err.detail;
+            detail.log_id = log_id.clone();
+            Body::from(
+                serde_json::to_vec(&json!({"code": err.code, "msg": err.msg, "error": detail}))
+                    .expect("serializable"),
+            )
+        }
+        None => body,
+    };
+    if let Ok(v) = HeaderValue::from_str(&log_id) {
+        parts.headers.insert("x-tt-logid", v);
+    }
+    let latency = started.elapsed();
+    state
+        .metrics
+        .observe(&route, parts.status.as_u16(), code, latency);
+    tracing::info!(
+        target: "exbind::request",
+        log_id = %log_id,
+        method = %method,
+        route = %route,
+        status = parts.status.as_u16(),
+        code,
+        latency_us = latency.as_micros() as u64,
+    );
+    Response::from_parts(parts, body)
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        resp.extensions_mut().insert(self);
+        resp
+    }
+}
+
+/// A JSON answer with the documented content type.
+pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+    let bytes = serde_json::to_vec(body).expect("serializable");
+    (status, [(header::CONTENT_TYPE, JSON_UTF8)], bytes).into_response()
+}
+
+/// `{"code":0,"msg":"success","data":...}`.
+pub fn success(data: impl Serialize) -> Response {
+    #[derive(Serialize)]
+    struct Envelope<T> {
+        code: i64,
+        msg: &'static str,
+        data: T,
+    }
+    json_response(
+        StatusCode::OK,
+        &Envelope {
+            code: 0,
+            msg: "success",
+            data,
+        },
+    )
+}
+
+/// A request body read under the route's size cap. GET and DELETE handlers take it too, so
+/// the cap holds on every route; they ignore what it holds.
+pub struct Payload(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Payload {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let path = req.uri().path();
+        let limit = if path.starts_with("/_exbind/") {
+            CONTROL_BODY_LIMIT
+        } else {
+            API_BODY_LIMIT
+        };
+        let auth = path.starts_with("/open-apis/auth/v3/");
+        let too_big = || -> Response {
+            if auth {
+                auth::flat_error(10003, "invalid param")
+            } else {
+                ApiError::invalid("body", None, format!("request body exceeds {limit} bytes"))
+                    .into_response()
+            }
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_big());
+        }
+        match Limited::new(req.into_body(), limit).collect().await {
+            Ok(c) => Ok(Payload(c.to_bytes())),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_big()),
+            Err(e) => Err(
+                ApiError::invalid("body", None, format!("cannot read body: {e}")).into_response(),
+            ),
+        }
+    }
+}
+
+/// `Path` whose rejection is the documented JSON error.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for ApiPath<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, s: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, s)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e| ApiError::invalid("path", None, e.body_text()))
+    }
+}
+
+/// `Query` whose rejection is the documented JSON error.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for ApiQuery<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, s: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, s)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| ApiError::invalid("query", None, e.body_text()))
+    }
+}

@@ -1,0 +1,20 @@
+//! exbind server: a Feishu / Lark Open Platform stand-in for the Calendar v4 Exchange-binding
+//! API, with tenants, users, apps, scopes, tokens, quotas, a control plane and a durable store.
+
+pub mod clock;
+pub mod config;
+mod domain;
+mod error;
+mod http;
+mod limits;
+mod logid;
+mod metrics;
+mod pipeline;
+mod seed;
+mod server;
+mod state;
+mod store;
+mod tokens;
+
+pub use config::{OnOff, ServeArgs};
+pub use server::{Server, StartError};

@@ -1,0 +1,228 @@
+//! Rate limits (contract §5): the gateway quota per (method, app, tenant) over clock-aligned
+//! seconds and minutes, the per-(app, tenant) calendar budget (190005) and the per-method
+//! budget (190004). Each key is checked and counted under its own map shard lock, so limits are
+//! exact under concurrency; a rejected request counts against nothing.
+
+use dashmap::DashMap;
+
+use crate::domain::scopes::BindingMethod;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub enabled: bool,
+    pub per_second: u32,
+    pub per_minute: u32,
+    pub app_budget_per_second: u32,
+    pub method_budget_per_second: u32,
+}
+
+/// A gateway rejection: the limit that was hit and whole seconds until its window ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttled {
+    pub limit: u32,
+    pub reset_secs: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    App,
+    Method,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Windows {
+    second: i64,
+    in_second: u32,
+    minute: i64,
+    in_minute: u32,
+}
+
+impl Windows {
+    fn roll(&mut self, now_ms: i64) {
+        let (s, m) = (now_ms.div_euclid(1000), now_ms.div_euclid(60_000));
+        if self.second != s {
+            self.second = s;
+            self.in_second = 0;
+        }
+        if self.minute != m {
+            self.minute = m;
+            self.in_minute = 0;
+        }
+    }
+}
+
+pub struct Limiter {
+    limits: Limits,
+    gateway: DashMap<(BindingMethod, String, String), Windows>,
+    app_budget: DashMap<(String, String), Windows>,
+    method_budget: DashMap<BindingMethod, Windows>,
+}
+
+fn secs_until(boundary_ms: i64, now_ms: i64) -> i64 {
+    ((boundary_ms - now_ms + 999) / 1000).max(1)
+}
+
+impl Limiter {
+    pub fn new(limits: Limits) -> Limiter {
+        Limiter {
+            limits,
+            gateway: DashMap::new(),
+            app_budget: DashMap::new(),
+            method_budget: DashMap::new(),
+        }
+    }
+
+    /// Step 4: admits and counts the request, or says which window is full.
+    pub fn gateway(
+        &self,
+        method: BindingMethod,
+        app_id: &str,
+        tenant_key: &str,
+        now_ms: i64,
+    ) -> Result<(), Throttled> {
+        if !self.limits.enabled {
+            return Ok(());
+        }
+        let mut w = self
+            .gateway
+            .entry((method, app_id.to_string(), tenant_key.to_string()))
+            .or_default();
+        w.roll(now_ms);
+        // When both windows are full the minute is reported: it is the longer wait.
+        if w.in_minute >= self.limits.per_minute {
+            return Err(Throttled {
+                limit: self.limits.per_minute,
+                reset_secs: secs_until((w.minute + 1) * 60_000, now_ms),
+            });
+        }
+        if w.in_second >= self.limits.per_second {
+            return Err(Throttled {
+                limit: self.limits.per_second,
+                reset_secs: secs_until((w.second + 1) * 1000, now_ms),
+            });
+        }
+        w.in_second += 1;
+        w.in_minute += 1;
+        Ok(())
+    }
+
+    /// Step 9: the app's calendar budget, then the method's server-wide budget.
+    pub fn budgets(
+        &self,
+        method: BindingMethod,
+        app_id: &str,
+        tenant_key: &str,
+        now_ms: i64,
+    ) -> Result<(), Budget> {
+        if !self.limits.enabled {
+            return Ok(());
+        }
+        let mut app = self
+            .app_budget
+            .entry((app_id.to_string(), tenant_key.to_string()))
+            .or_default();
+        app.roll(now_ms);
+        if app.in_second >= self.limits.app_budget_per_second {
+            return Err(Budget::App);
+        }
+        let mut m = self.method_budget.entry(method).or_default();
+        m.roll(now_ms);
+        if m.in_second >= self.limits.method_budget_per_second {
+            return Err(Budget::Method);
+        }
+        app.in_second += 1;
+        m.in_second += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use BindingMethod::*;
+
+    fn limiter(per_second: u32, per_minute: u32) -> Limiter {
+        Limiter::new(Limits {
+            enabled: true,
+            per_second,
+            per_minute,
+            app_budget_per_second: 3,
+            method_budget_per_second: 5,
+        })
+    }
+
+    #[test]
+    fn second_window_is_clock_aligned() {
+        let l = limiter(50, 1000);
+        let t0 = 1_000_000_000_500; // half-way through a second
+        for _ in 0..50 {
+            l.gateway(Get, "a", "t", t0).unwrap();
+        }
+        assert_eq!(
+            l.gateway(Get, "a", "t", t0 + 499),
+            Err(Throttled {
+                limit: 50,
+                reset_secs: 1
+            })
+        );
+        // Other keys are separate.
+        l.gateway(Delete, "a", "t", t0).unwrap();
+        l.gateway(Get, "b", "t", t0).unwrap();
+        // The next second starts afresh.
+        l.gateway(Get, "a", "t", t0 + 500).unwrap();
+    }
+
+    #[test]
+    fn minute_window_wins_when_both_are_full() {
+        let l = limiter(2, 4);
+        let t0 = 6_000_000_000_000; // a minute boundary
+        for s in 0..2 {
+            for _ in 0..2 {
+                l.gateway(Get, "a", "t", t0 + s * 1000).unwrap();
+            }
+        }
+        let r = l.gateway(Get, "a", "t", t0 + 1500).unwrap_err();
+        assert_eq!(
+            r,
+            Throttled {
+                limit: 4,
+                reset_secs: 59
+            }
+        );
+        assert_eq!(
+            l.gateway(Get, "a", "t", t0 + 59_999)
+                .unwrap_err()
+                .reset_secs,
+            1
+        );
+        l.gateway(Get, "a", "t", t0 + 60_000).unwrap();
+    }
+
+    #[test]
+    fn budgets_and_rejections_count_nothing() {
+        let l = limiter(100, 1000);
+        let t = 7_000_000_000_000;
+        for _ in 0..3 {
+            l.budgets(Get, "a", "t", t).unwrap();
+        }
+        assert_eq!(l.budgets(Create, "a", "t", t), Err(Budget::App));
+        l.budgets(Get, "b", "t", t).unwrap();
+        l.budgets(Get, "c", "t", t).unwrap();
+        assert_eq!(l.budgets(Get, "d", "t", t), Err(Budget::Method));
+        // The rejected calls above were not counted: one more second, all fresh.
+        l.budgets(Get, "a", "t", t + 1000).unwrap();
+    }
+
+    #[test]
+    fn off_admits_everything() {
+        let l = Limiter::new(Limits {
+            enabled: false,
+            per_second: 0,
+            per_minute: 0,
+            app_budget_per_second: 0,
+            method_budget_per_second: 0,
+        });
+        assert!(l.gateway(Get, "a", "t", 0).is_ok());
+        assert!(l.budgets(Get, "a", "t", 0).is_ok());
+    }
+}

@@ -1,0 +1,254 @@
+//! The ordered checks every Exchange-binding request goes through (contract §4.1, steps 1–10),
+//! read top to bottom. The first failure answers; step 11 is the method's own.
+
+use exbind_api::ErrorCode;
+use http::HeaderMap;
+
+use crate::domain::model::{App, User, UserStatus};
+use crate::domain::scopes::{self, BindingMethod};
+use crate::error::ApiError;
+use crate::limits::Budget;
+use crate::state::AppState;
+use crate::tokens;
+
+/// Which id of a user the request speaks in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)] // named after the wire values
+pub enum UserIdType {
+    OpenId,
+    UnionId,
+    UserId,
+}
+
+impl UserIdType {
+    fn parse(s: &str) -> Option<UserIdType> {
+        match s {
+            "open_id" => Some(UserIdType::OpenId),
+            "union_id" => Some(UserIdType::UnionId),
+            "user_id" => Some(UserIdType::UserId),
+            _ => None,
+        }
+    }
+}
+
+/// A caller that passed steps 1–10.
+pub struct Caller {
+    pub app: App,
+    pub user: User,
+    pub user_id_type: UserIdType,
+}
+
+impl Caller {
+    pub fn tenant_key(&self) -> &str {
+        &self.user.tenant_key
+    }
+}
+
+pub async fn authorize(
+    state: &AppState,
+    method: BindingMethod,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Caller, ApiError> {
+    // 1. A bearer token is present.
+    let raw = bearer(headers).ok_or(ErrorCode::MissingToken)?;
+
+    // 2. It is a genuine, live user token.
+    let token = match raw.get(..2) {
+        Some("t-" | "a-") => {
+            return Err(ApiError::new(ErrorCode::TenantTokenNotAccepted)
+                .message("this API accepts only a user_access_token"))
+        }
+        Some("u-") => state
+            .store
+            .user_token(&tokens::hash(raw))
+            .await?
+            .filter(|t| !t.revoked)
+            .ok_or(ErrorCode::InvalidUserToken)?,
+        _ => return Err(ErrorCode::MalformedToken.into()),
+    };
+    let now = state.now();
+    if now >= token.expires_at {
+        return Err(ErrorCode::TokenExpired.into());
+    }
+
+    // 3. The token's app is still installed in the tenant, in the same unit.
+    let app = state
+        .store
+        .app(&token.app_id)
+        .await?
+        .ok_or(ErrorCode::InvalidUserToken)?;
+    let tenant = state.store.tenant(&token.tenant_key).await?;
+    match tenant {
+        Some(t) if app.installed_in(&t.tenant_key) && app.unit == t.unit => {}
+        _ => return Err(ErrorCode::WrongUnit.into()),
+    }
+
+    // 4. Gateway quota per (method, app, tenant).
+    if let Err(t) = state
+        .limiter
+        .gateway(method, &app.app_id, &token.tenant_key, now)
+    {
+        state.metrics.quota_rejection("gateway");
+        return Err(ApiError::new(ErrorCode::FrequencyLimit)
+            .header("x-ogw-ratelimit-limit", t.limit)
+            .header("x-ogw-ratelimit-reset", t.reset_secs)
+            .header("retry-after", t.reset_secs));
+    }
+
+    // 5. The app holds one of the method's scopes.
+    let method_scopes = method.scopes();
+    let held: Vec<&str> = method_scopes
+        .iter()
+        .copied()
+        .filter(|s| app.has_scope(s))
+        .collect();
+    if held.is_empty() {
+        return Err(ApiError::scope_required(
+            method_scopes,
+            "action_scope_required",
+        ));
+    }
+
+    // 6. The user granted one of them.
+    if !held.iter().any(|s| token.scopes.iter().any(|g| g == s)) {
+        return Err(ApiError::privilege_required(&held));
+    }
+
+    // 7. user_id_type.
+    let user_id_type = if method == BindingMethod::Delete {
+        UserIdType::OpenId
+    } else {
+        parse_user_id_type(query)?
+    };
+    if user_id_type == UserIdType::UserId && !app.has_scope(scopes::EMPLOYEE_ID) {
+        return Err(ApiError::scope_required(
+            &[scopes::EMPLOYEE_ID],
+            "field_scope_required",
+        ));
+    }
+
+    // 8. Bot capability.
+    if !app.bot {
+        return Err(ErrorCode::BotNotFound.into());
+    }
+
+    // 9. Calendar budgets.
+    if let Err(b) = state
+        .limiter
+        .budgets(method, &app.app_id, &token.tenant_key, now)
+    {
+        let (kind, code) = match b {
+            Budget::App => ("app_budget", ErrorCode::AppRateLimited),
+            Budget::Method => ("method_budget", ErrorCode::MethodRateLimited),
+        };
+        state.metrics.quota_rejection(kind);
+        return Err(code.into());
+    }
+
+    // 10. The caller is an active super administrator of the tenant.
+    let user = state
+        .store
+        .user(&token.tenant_key, &token.user_id)
+        .await?
+        .filter(|u| u.status == UserStatus::Active)
+        .ok_or(ErrorCode::UserNotInTenant)?;
+    if !user.super_admin {
+        return Err(ErrorCode::NotSuperAdmin.into());
+    }
+
+    Ok(Caller {
+        app,
+        user,
+        user_id_type,
+    })
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scheme matched case-insensitively).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
+    let (scheme, token) = value.split_once(char::is_whitespace)?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+fn parse_user_id_type(query: Option<&str>) -> Result<UserIdType, ApiError> {
+    let mut found: Option<String> = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if query_decode(k) != "user_id_type" {
+            continue;
+        }
+        if found.is_some() {
+            return Err(ApiError::invalid(
+                "user_id_type",
+                None,
+                "user_id_type must be given at most once",
+            ));
+        }
+        found = Some(query_decode(v));
+    }
+    match found {
+        None => Ok(UserIdType::OpenId),
+        Some(v) => UserIdType::parse(&v).ok_or_else(|| {
+            ApiError::invalid(
+                "user_id_type",
+                Some(v),
+                "user_id_type must be one of open_id, union_id, user_id",
+            )
+        }),
+    }
+}
+
+fn query_decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_parsing() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert("authorization", "bearer   u-abc ".parse().unwrap());
+        assert_eq!(bearer(&h), Some("u-abc"));
+        h.insert("authorization", "Bearer ".parse().unwrap());
+        assert_eq!(bearer(&h), None);
+        h.insert("authorization", "Basic u-abc".parse().unwrap());
+        assert_eq!(bearer(&h), None);
+        h.insert("authorization", "u-abc".parse().unwrap());
+        assert_eq!(bearer(&h), None);
+    }
+
+    #[test]
+    fn user_id_type_parsing() {
+        assert_eq!(parse_user_id_type(None).unwrap(), UserIdType::OpenId);
+        assert_eq!(
+            parse_user_id_type(Some("a=1&user_id_type=union_id")).unwrap(),
+            UserIdType::UnionId
+        );
+        assert_eq!(
+            parse_user_id_type(Some("user%5Fid%5Ftype=user_id")).unwrap(),
+            UserIdType::UserId
+        );
+        assert_eq!(
+            parse_user_id_type(Some("user_id_type=x")).unwrap_err().code,
+            190002
+        );
+        assert_eq!(
+            parse_user_id_type(Some("user_id_type=open_id&user_id_type=open_id"))
+                .unwrap_err()
+                .code,
+            190002
+        );
+    }
+}

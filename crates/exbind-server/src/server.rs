@@ -1,0 +1,256 @@
+//! Starting and serving: open the store, load the seed, then serve HTTP/1.1 with Title-Case
+//! header names until shutdown. One entry point for the binary and for tests.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use rand::Rng;
+use tokio::net::TcpListener;
+
+use crate::clock::Clock;
+use crate::config::{OnOff, ServeArgs};
+use crate::domain::ids::IdSecret;
+use crate::domain::locks::KeyLocks;
+use crate::limits::{Limiter, Limits};
+use crate::metrics::Metrics;
+use crate::seed::{self, SeedError};
+use crate::state::{AppState, SharedState};
+use crate::store::sqlite::{OpenError, SqliteStore};
+use crate::store::Store;
+use crate::tokens;
+
+/// In-flight requests get this long to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the server could not start: the exit status and one line saying why.
+#[derive(Debug)]
+pub struct StartError {
+    pub exit_code: i32,
+    pub message: String,
+}
+
+fn config_error(message: impl Into<String>) -> StartError {
+    StartError {
+        exit_code: 2,
+        message: message.into(),
+    }
+}
+
+impl From<OpenError> for StartError {
+    fn from(e: OpenError) -> Self {
+        let exit_code = match e {
+            OpenError::Locked(..) | OpenError::NewerSchema(..) => 2,
+            OpenError::Io(..) => 1,
+        };
+        StartError {
+            exit_code,
+            message: e.to_string(),
+        }
+    }
+}
+
+fn runtime_error(e: impl std::fmt::Display) -> StartError {
+    StartError {
+        exit_code: 1,
+        message: e.to_string(),
+    }
+}
+
+pub struct Server {
+    state: SharedState,
+    /// The admin token when it was generated (and so may be printed).
+    generated_admin_token: Option<String>,
+}
+
+impl Server {
+    pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Server, StartError> {
+        if args.database_url.is_some() {
+            return Err(config_error(
+                "--database-url (PostgreSQL) is not supported yet",
+            ));
+        }
+        if args.redis_url.is_some() {
+            return Err(config_error("--redis-url (Redis) is not supported yet"));
+        }
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&args.data_dir)?);
+
+        let secret: [u8; 32] = rand::rng().random();
+        let secret = store
+            .meta_init("id_secret", secret.to_vec())
+            .await
+            .map_err(runtime_error)?;
+        let ids = IdSecret::new(&secret);
+
+        let (admin_token, generated) = match &args.admin_token {
+            Some(t) if t.trim().is_empty() => {
+                return Err(config_error("--admin-token must not be empty"))
+            }
+            Some(t) => (t.clone(), None),
+            None => {
+                let stored = store
+                    .meta_init("admin_token", tokens::new_secret(24).into_bytes())
+                    .await
+                    .map_err(runtime_error)?;
+                let t = String::from_utf8(stored).map_err(runtime_error)?;
+                (t.clone(), Some(t))
+            }
+        };
+
+        match &args.seed {
+            Some(path) => load_seed_file(store.as_ref(), &ids, path).await?,
+            None if store.tenants().await.map_err(runtime_error)?.is_empty() => {
+                let doc = seed::parse_toml(seed::DEMO_SEED).expect("the demo seed parses");
+                let plan = seed::plan(doc, store.as_ref(), &ids)
+                    .await
+                    .map_err(runtime_error)?;
+                store.apply_seed(plan).await.map_err(runtime_error)?;
+            }
+            None => {}
+        }
+
+        let state = Arc::new(AppState {
+            store,
+            clock,
+            limiter: Limiter::new(Limits {
+                enabled: args.rate_limits == OnOff::On,
+                per_second: args.quota_per_second,
+                per_minute: args.quota_per_minute,
+                app_budget_per_second: args.app_budget_per_second,
+                method_budget_per_second: args.method_budget_per_second,
+            }),
+            locks: KeyLocks::default(),
+            ids,
+            admin_token,
+            token_ttl: args.token_ttl,
+            metrics: Metrics::default(),
+        });
+        Ok(Server {
+            state,
+            generated_admin_token: generated,
+        })
+    }
+
+    /// The start-up banner for stdout: the listening line, a generated admin token, and
+    /// while the demo tenant exists a `curl` line that creates a binding.
+    pub async fn banner(&self, addr: SocketAddr) -> Vec<String> {
+        let mut lines = vec![format!("listening on http://{addr}")];
+        if let Some(t) = &self.generated_admin_token {
+            lines.push(format!("admin token: {t}"));
+        }
+        if let Some(curl) = self.demo_curl(addr).await {
+            lines.push("demo: this creates a binding in the demo tenant:".to_string());
+            lines.push(curl);
+        }
+        lines
+    }
+
+    async fn demo_curl(&self, addr: SocketAddr) -> Option<String> {
+        let st = &self.state;
+        let app = st.store.app(seed::DEMO_APP).await.ok()??;
+        st.store
+            .user(seed::DEMO_TENANT, seed::DEMO_ADMIN_USER)
+            .await
+            .ok()??;
+        if !app.installed_in(seed::DEMO_TENANT) {
+            return None;
+        }
+        let (token, _) = tokens::mint_user_token(
+            st,
+            &app.app_id,
+            seed::DEMO_TENANT,
+            seed::DEMO_ADMIN_USER,
+            app.scopes.clone(),
+            st.token_ttl,
+        )
+        .await
+        .ok()?;
+        let host = if addr.ip().is_unspecified() {
+            SocketAddr::new([127, 0, 0, 1].into(), addr.port())
+        } else {
+            addr
+        };
+        Some(format!(
+            "curl -sS -X POST 'http://{host}/open-apis/calendar/v4/exchange_bindings?user_id_type=user_id' \
+             -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json; charset=utf-8' \
+             -d '{{\"admin_account\":\"{}\",\"exchange_account\":\"alice@demo.example\",\"user_id\":\"alice\"}}'",
+            seed::DEMO_EXCHANGE_ADMIN
+        ))
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
+    /// finish (bounded by `DRAIN_TIMEOUT`).
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let router = crate::http::router(self.state.clone());
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let stream = match accepted {
+                        Ok((s, _)) => s,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let conn = http1::Builder::new()
+                        .title_case_headers(true)
+                        .timer(TokioTimer::new())
+                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                }
+                _ = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("in-flight requests did not finish in time");
+        }
+    }
+}
+
+async fn load_seed_file(store: &dyn Store, ids: &IdSecret, path: &Path) -> Result<(), StartError> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| config_error(format!("seed {shown}: cannot read: {e}")))?;
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let doc = if is_json {
+        seed::parse_json(&text)
+    } else {
+        seed::parse_toml(&text)
+    };
+    let result = match doc {
+        Ok(doc) => seed::plan(doc, store, ids).await,
+        Err(v) => Err(SeedError::Invalid(v)),
+    };
+    let plan = match result {
+        Ok(plan) => plan,
+        Err(SeedError::Invalid(v)) => {
+            let more = match v.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            };
+            return Err(config_error(format!("seed {shown}: {}{more}", v[0])));
+        }
+        Err(SeedError::Store(e)) => return Err(runtime_error(e)),
+    };
+    store.apply_seed(plan).await.map_err(runtime_error)?;
+    Ok(())
+}

@@ -1,0 +1,30 @@
+//! What every request handler shares.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::domain::ids::IdSecret;
+use crate::domain::locks::KeyLocks;
+use crate::limits::Limiter;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub limiter: Limiter,
+    pub locks: KeyLocks,
+    pub ids: IdSecret,
+    pub admin_token: String,
+    /// Lifetime of issued tokens, in seconds.
+    pub token_ttl: i64,
+    pub metrics: Metrics,
+}
+
+pub type SharedState = Arc<AppState>;
+
+impl AppState {
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}

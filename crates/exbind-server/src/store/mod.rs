@@ -1,0 +1,130 @@
+//! Storage: the `Store` trait the rest of the server sees, and its implementations. SQL lives
+//! only in this module. Every write is one transaction, acknowledged only once durable.
+
+mod schema;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use exbind_api::BindingStatus;
+
+use crate::domain::ids::UserKey;
+use crate::domain::model::*;
+
+/// A storage failure; answered as 190003 and logged with its cause.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(format!("sqlite: {e}"))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A user with the key its open_id and union_id are derived from.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub user: User,
+    pub key: UserKey,
+}
+
+/// A validated seed, ready to upsert in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct SeedPlan {
+    pub tenants: Vec<Tenant>,
+    pub users: Vec<UserRow>,
+    pub admins: Vec<AdminAccount>,
+    pub scenarios: Vec<ExchangeScenario>,
+    pub apps: Vec<App>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SeedCounts {
+    pub added: u64,
+    pub updated: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    pub status: Option<UserStatus>,
+    pub super_admin: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AppPatch {
+    pub bot: Option<bool>,
+    pub scopes: Option<Vec<String>>,
+    pub tenants: Option<Vec<String>>,
+    pub unit: Option<String>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Whether the store answers at all (readiness).
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Sets `key` unless it is already set; returns the value now stored.
+    async fn meta_init(&self, key: &str, value: Vec<u8>) -> StoreResult<Vec<u8>>;
+
+    async fn tenant(&self, tenant_key: &str) -> StoreResult<Option<Tenant>>;
+    async fn tenants(&self) -> StoreResult<Vec<Tenant>>;
+    async fn user_count(&self, tenant_key: &str) -> StoreResult<u64>;
+    async fn user(&self, tenant_key: &str, user_id: &str) -> StoreResult<Option<User>>;
+    async fn user_by_key(&self, key: &UserKey) -> StoreResult<Option<User>>;
+    async fn app(&self, app_id: &str) -> StoreResult<Option<App>>;
+    /// An admin account by its folded address.
+    async fn admin_account(&self, account_folded: &str) -> StoreResult<Option<AdminAccount>>;
+    async fn admin_accounts(&self, tenant_key: &str) -> StoreResult<Vec<AdminAccount>>;
+    async fn scenarios(&self, tenant_key: &str) -> StoreResult<Vec<ExchangeScenario>>;
+
+    async fn apply_seed(&self, plan: SeedPlan) -> StoreResult<SeedCounts>;
+    async fn patch_user(
+        &self,
+        tenant_key: &str,
+        user_id: &str,
+        patch: UserPatch,
+    ) -> StoreResult<Option<User>>;
+    async fn patch_app(&self, app_id: &str, patch: AppPatch) -> StoreResult<Option<App>>;
+    /// Sets an admin account's state; going `failed` moves its bindings that are still
+    /// syncing to `err`.
+    async fn set_admin_state(
+        &self,
+        account_folded: &str,
+        state: AdminState,
+        now: i64,
+    ) -> StoreResult<Option<AdminAccount>>;
+
+    /// The app's current tenant token if it has at least `min_left_ms` to live, else
+    /// `candidate`, which becomes current.
+    async fn issue_app_token(
+        &self,
+        candidate: AppToken,
+        now: i64,
+        min_left_ms: i64,
+    ) -> StoreResult<AppToken>;
+    async fn insert_user_token(&self, hash: [u8; 32], token: UserToken) -> StoreResult<()>;
+    async fn user_token(&self, hash: &[u8; 32]) -> StoreResult<Option<UserToken>>;
+    /// Returns whether such a token existed.
+    async fn revoke_user_token(&self, hash: &[u8; 32]) -> StoreResult<bool>;
+
+    /// The binding of an Exchange account (by folded address), in any tenant.
+    async fn binding(&self, exchange_folded: &str) -> StoreResult<Option<BindingRecord>>;
+    async fn create_binding(&self, new: NewBinding) -> StoreResult<CreateOutcome>;
+    /// Removes the binding of (admin, exchange) in the tenant, if there is one.
+    async fn delete_binding(
+        &self,
+        tenant_key: &str,
+        admin_folded: &str,
+        exchange_folded: &str,
+    ) -> StoreResult<Option<BindingRecord>>;
+    /// A tenant's bindings in creation order, after sequence number `after`.
+    async fn list_bindings(
+        &self,
+        tenant_key: &str,
+        after: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<BindingRecord>>;
+    async fn binding_counts(&self) -> StoreResult<Vec<(BindingStatus, u64)>>;
+}

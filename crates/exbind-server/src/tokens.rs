@@ -1,0 +1,70 @@
+//! Access tokens (contract §3). User tokens are random and kept only as a SHA-256 hash, so
+//! the store never holds a usable token; tenant tokens are kept as issued, since the same
+//! one is answered again while it has 30 minutes left.
+
+use rand::Rng;
+use sha2::{Digest, Sha256};
+
+use crate::domain::model::{AppToken, UserToken};
+use crate::state::AppState;
+use crate::store::StoreResult;
+
+/// A tenant token is reused while it has at least this long to live.
+const REUSE_MIN_LEFT_MS: i64 = 30 * 60 * 1000;
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill(&mut buf[..]);
+    hex::encode(buf)
+}
+
+pub fn hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A new random secret of `bytes` bytes, hex-encoded.
+pub fn new_secret(bytes: usize) -> String {
+    random_hex(bytes)
+}
+
+/// Mints a user token; returns it with its expiry (ms).
+pub async fn mint_user_token(
+    state: &AppState,
+    app_id: &str,
+    tenant_key: &str,
+    user_id: &str,
+    scopes: Vec<String>,
+    expires_in_secs: i64,
+) -> StoreResult<(String, i64)> {
+    let token = format!("u-{}", random_hex(16));
+    let expires_at = state.now() + expires_in_secs * 1000;
+    state
+        .store
+        .insert_user_token(
+            hash(&token),
+            UserToken {
+                app_id: app_id.to_string(),
+                tenant_key: tenant_key.to_string(),
+                user_id: user_id.to_string(),
+                scopes,
+                expires_at,
+                revoked: false,
+            },
+        )
+        .await?;
+    Ok((token, expires_at))
+}
+
+/// The app's tenant token under the 30-minute reuse rule.
+pub async fn tenant_token(state: &AppState, app_id: &str) -> StoreResult<AppToken> {
+    let now = state.now();
+    let candidate = AppToken {
+        token: format!("t-{}", random_hex(20)),
+        app_id: app_id.to_string(),
+        expires_at: now + state.token_ttl * 1000,
+    };
+    state
+        .store
+        .issue_app_token(candidate, now, REUSE_MIN_LEFT_MS)
+        .await
+}

@@ -1,0 +1,1169 @@
+//! Test harness: starts the real `exbind` binary on 127.0.0.1:0 with its own data dir and
+//! drives it over real HTTP. Set `TEST_LOG=1` to echo the server's stderr.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::{header::HeaderMap, Method, StatusCode};
+use serde_json::{json, Value};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// A seed with one tenant, its super admin, a plain user, a dismissed user, an Exchange
+/// admin account and an app holding every scope.
+pub const BASIC_SEED: &str = r#"
+[[tenants]]
+tenant_key = "acme"
+name = "Acme Corp"
+
+[[tenants.users]]
+user_id = "boss"
+name = "Boss"
+email = "boss@acme.example"
+super_admin = true
+
+[[tenants.users]]
+user_id = "alice"
+email = "alice@acme.example"
+
+[[tenants.users]]
+user_id = "bob"
+
+[[tenants.users]]
+user_id = "gone"
+status = "dismissed"
+super_admin = true
+
+[[tenants.exchange_admins]]
+account = "exadmin@acme.example"
+
+[[apps]]
+app_id = "cli_acme"
+app_secret = "acme-secret"
+tenants = ["acme"]
+scopes = ["calendar:calendar", "calendar:calendar:readonly", "calendar:exchange.bindings:create",
+          "calendar:exchange.bindings:read", "calendar:exchange.bindings:delete",
+          "contact:user.email:readonly", "contact:user.employee_id:readonly"]
+"#;
+
+pub fn exbind_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_exbind"))
+}
+
+pub struct ServerBuilder {
+    seed: Option<String>,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    data_dir: Option<PathBuf>,
+    admin_flag: bool,
+}
+
+impl ServerBuilder {
+    pub fn seed(mut self, seed: &str) -> Self {
+        self.seed = Some(seed.to_string());
+        self
+    }
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.to_string());
+        self
+    }
+    pub fn args(mut self, a: &[&str]) -> Self {
+        self.args.extend(a.iter().map(|s| s.to_string()));
+        self
+    }
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.envs.push((k.to_string(), v.to_string()));
+        self
+    }
+    /// Reuse a data dir (for restart tests); by default each server gets a fresh temp dir.
+    pub fn data_dir(mut self, p: &Path) -> Self {
+        self.data_dir = Some(p.to_path_buf());
+        self
+    }
+
+    /// Start without `--admin-token`, so the server generates (and prints) one; the harness
+    /// then uses the printed token.
+    pub fn no_admin_token(mut self) -> Self {
+        self.admin_flag = false;
+        self
+    }
+
+    pub fn start(self) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| tmp.path().join("data"));
+        let seed_path = match &self.seed {
+            Some(s) => {
+                let p = tmp.path().join("seed.toml");
+                std::fs::write(&p, s).unwrap();
+                Some(p)
+            }
+            None => None,
+        };
+        let mut server = Server {
+            base: String::new(),
+            admin_token: if self.admin_flag {
+                ADMIN_TOKEN.to_string()
+            } else {
+                String::new()
+            },
+            admin_flag: self.admin_flag,
+            data_dir,
+            seed_path,
+            args: self.args,
+            envs: self.envs,
+            child: None,
+            stdout: Arc::new(Mutex::new(Vec::new())),
+            stderr: Arc::new(Mutex::new(String::new())),
+            _tmp: tmp,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap(),
+        };
+        server.spawn();
+        server
+    }
+}
+
+pub struct Server {
+    pub base: String,
+    pub admin_token: String,
+    pub data_dir: PathBuf,
+    admin_flag: bool,
+    seed_path: Option<PathBuf>,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    child: Option<Child>,
+    /// Lines the server printed on stdout (the banner).
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    /// Everything the server wrote on stderr (the structured log).
+    pub stderr: Arc<Mutex<String>>,
+    _tmp: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+/// The outcome of one HTTP call: status, headers and the parsed JSON body.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    /// The body exactly as received.
+    pub text: String,
+}
+
+impl Resp {
+    pub fn code(&self) -> i64 {
+        self.body["code"].as_i64().expect("code")
+    }
+    pub fn msg(&self) -> &str {
+        self.body["msg"].as_str().expect("msg")
+    }
+    pub fn log_id(&self) -> String {
+        self.headers["x-tt-logid"].to_str().unwrap().to_string()
+    }
+    /// Asserts the HTTP status and code, and that an error carries its log id.
+    #[track_caller]
+    pub fn assert(&self, status: u16, code: i64) -> &Self {
+        assert_eq!(
+            (self.status.as_u16(), self.body["code"].as_i64()),
+            (status, Some(code)),
+            "unexpected answer: {}",
+            self.body
+        );
+        if code != 0 && self.body.get("error").is_some() {
+            assert_eq!(
+                self.body["error"]["log_id"].as_str(),
+                Some(self.log_id().as_str())
+            );
+        }
+        self
+    }
+}
+
+impl Server {
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            seed: None,
+            args: Vec::new(),
+            envs: Vec::new(),
+            data_dir: None,
+            admin_flag: true,
+        }
+    }
+
+    /// A server with `BASIC_SEED`.
+    pub fn basic() -> Server {
+        Server::builder().seed(BASIC_SEED).start()
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(exbind_bin());
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&self.data_dir);
+        if self.admin_flag {
+            cmd.arg("--admin-token").arg(&self.admin_token);
+        }
+        if let Some(p) = &self.seed_path {
+            cmd.arg("--seed").arg(p);
+        }
+        cmd.args(&self.args);
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        cmd.env_remove("RUST_LOG");
+        cmd.env_remove("EXBIND_ADMIN_TOKEN");
+        cmd
+    }
+
+    fn spawn(&mut self) {
+        let mut child = self
+            .command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn exbind");
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let out = child.stdout.take().unwrap();
+        let lines = self.stdout.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let err = child.stderr.take().unwrap();
+        let log = self.stderr.clone();
+        let echo = std::env::var("TEST_LOG").is_ok();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("[exbind] {line}");
+                }
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(base) => {
+                self.base = base;
+                if !self.admin_flag {
+                    // The banner prints the generated token; give it a moment to arrive.
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    while Instant::now() < deadline {
+                        let found = self.stdout.lock().unwrap().iter().find_map(|l| {
+                            l.strip_prefix("admin token: ")
+                                .map(|t| t.trim().to_string())
+                        });
+                        if let Some(t) = found {
+                            self.admin_token = t;
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "exbind did not print its listening line; stderr:\n{}",
+                    self.stderr.lock().unwrap()
+                );
+            }
+        }
+        self.child = Some(child);
+    }
+
+    /// SIGKILL the server (no shutdown, no flush) and wait for it to die.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM the server and return its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        unsafe_sigterm(c.id());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Start the server again on the same data dir (a new port).
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.stdout.lock().unwrap().clear();
+        self.spawn();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&Value>,
+    ) -> Resp {
+        let mut headers: Vec<(String, String)> = Vec::new();
+        if let Some(t) = bearer {
+            headers.push(("Authorization".into(), format!("Bearer {t}")));
+        }
+        let bytes = body.map(|b| {
+            headers.push(("Content-Type".into(), "application/json".into()));
+            serde_json::to_vec(b).unwrap()
+        });
+        send(&self.http, method, &self.url(path), &headers, bytes).await
+    }
+
+    /// A call with exactly these headers and body bytes (nothing added but what reqwest
+    /// always sends).
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Resp {
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        send(&self.http, method, &self.url(path), &headers, body).await
+    }
+
+    /// A control-plane call with the admin token.
+    pub async fn admin(&self, method: Method, path: &str, body: Option<&Value>) -> Resp {
+        let tok = self.admin_token.clone();
+        self.call(method, path, Some(&tok), body).await
+    }
+
+    /// Mint a user access token through the control plane; panics unless it succeeds.
+    pub async fn mint(&self, app_id: &str, tenant_key: &str, user_id: &str) -> String {
+        self.mint_with(json!({"app_id": app_id, "tenant_key": tenant_key, "user_id": user_id}))
+            .await
+    }
+
+    pub async fn mint_with(&self, body: Value) -> String {
+        let r = self
+            .admin(Method::POST, "/_exbind/v1/user_access_tokens", Some(&body))
+            .await;
+        r.assert(200, 0);
+        r.body["data"]["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// The open_id (or other id) that `app_id` sees for a user.
+    pub async fn user_ids(&self, tenant: &str, user: &str, app_id: &str) -> Value {
+        let r = self
+            .admin(
+                Method::GET,
+                &format!("/_exbind/v1/tenants/{tenant}/users/{user}?app_id={app_id}"),
+                None,
+            )
+            .await;
+        r.assert(200, 0);
+        r.body["data"].clone()
+    }
+
+    pub async fn create(
+        &self,
+        token: &str,
+        admin: &str,
+        exchange: &str,
+        user_id: &str,
+        user_id_type: Option<&str>,
+    ) -> Resp {
+        let path = match user_id_type {
+            Some(t) => format!("/open-apis/calendar/v4/exchange_bindings?user_id_type={t}"),
+            None => "/open-apis/calendar/v4/exchange_bindings".to_string(),
+        };
+        let body =
+            json!({"admin_account": admin, "exchange_account": exchange, "user_id": user_id});
+        self.call(Method::POST, &path, Some(token), Some(&body))
+            .await
+    }
+
+    /// GET a binding; `id` is put in the path as given (encode it yourself if needed).
+    pub async fn get(&self, token: &str, id: &str, user_id_type: Option<&str>) -> Resp {
+        let mut path = format!("/open-apis/calendar/v4/exchange_bindings/{id}");
+        if let Some(t) = user_id_type {
+            path.push_str(&format!("?user_id_type={t}"));
+        }
+        self.call(Method::GET, &path, Some(token), None).await
+    }
+
+    pub async fn delete(&self, token: &str, id: &str) -> Resp {
+        let path = format!("/open-apis/calendar/v4/exchange_bindings/{id}");
+        self.call(Method::DELETE, &path, Some(token), None).await
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let st = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(st.success());
+}
+
+/// base64 of "admin exchange": the documented binding-id construction.
+pub fn binding_id(admin: &str, exchange: &str) -> String {
+    // Small local encoder so the tests do not share the server's codec.
+    b64(format!("{admin} {exchange}").as_bytes())
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared helpers for the suite.
+// ---------------------------------------------------------------------------------------
+
+/// Sends one request and parses the answer as JSON (panics on a non-JSON answer).
+pub async fn send(
+    http: &reqwest::Client,
+    method: Method,
+    url: &str,
+    headers: &[(String, String)],
+    body: Option<Vec<u8>>,
+) -> Resp {
+    let mut req = http.request(method, url);
+    for (k, v) in headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    if let Some(b) = body {
+        req = req.body(b);
+    }
+    let resp = req.send().await.expect("http call");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    let body: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("non-JSON answer ({status}): {e}: {text:?}"));
+    Resp {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
+/// The documented example id: base64("email_admin_example@outlook.com email_account_example@outlook.com").
+pub const DOC_ID: &str =
+    "ZW1haWxfYWRtaW5fZXhhbXBsZUBvdXRsb29rLmNvbSBlbWFpbF9hY2NvdW50X2V4YW1wbGVAb3V0bG9vay5jb20=";
+pub const DOC_ADMIN: &str = "email_admin_example@outlook.com";
+pub const DOC_EXCHANGE: &str = "email_account_example@outlook.com";
+
+pub const ACME_ADMIN: &str = "exadmin@acme.example";
+pub const GLOBEX_ADMIN: &str = "exadmin@globex.example";
+
+pub const BINDINGS: &str = "/open-apis/calendar/v4/exchange_bindings";
+pub const TENANT_TOKEN_PATH: &str = "/open-apis/auth/v3/tenant_access_token/internal";
+pub const APP_TOKEN_PATH: &str = "/open-apis/auth/v3/app_access_token/internal";
+
+pub const CREATE_SCOPES: [&str; 3] = [
+    "calendar:calendar",
+    "calendar:calendar:readonly",
+    "calendar:exchange.bindings:create",
+];
+pub const GET_SCOPES: [&str; 2] = [
+    "calendar:calendar:readonly",
+    "calendar:exchange.bindings:read",
+];
+pub const DELETE_SCOPES: [&str; 2] = ["calendar:calendar", "calendar:exchange.bindings:delete"];
+pub const EMAIL_SCOPE: &str = "contact:user.email:readonly";
+pub const EMPLOYEE_ID_SCOPE: &str = "contact:user.employee_id:readonly";
+
+/// Two tenants and a set of apps, one per situation the tests need.
+///
+/// acme: `boss` (super admin), `alice` `bob` `carol` `dave` `erin` (plain users), `gone`
+/// (dismissed super admin), `left` (dismissed); admin accounts `exadmin@acme.example`,
+/// `exadmin2@acme.example`, `broken@acme.example` (failed) and the docs' example admin.
+/// globex: `gboss` (super admin), `gina`; admin account `exadmin@globex.example`.
+///
+/// Apps: `cli_acme` / `cli_acme2` (every scope, developer `acme-dev`), `cli_other` (every
+/// scope, developer `other-dev`), `cli_noemail` (the calendar scopes only), `cli_readonly`
+/// (only `calendar:exchange.bindings:read`), `cli_nobot` (every scope, no bot), `cli_globex`
+/// (every scope, in globex), `cli_store` (store app, calendar scopes, in both tenants).
+pub const FULL_SEED: &str = r#"
+[[tenants]]
+tenant_key = "acme"
+name = "Acme Corp"
+
+[[tenants.users]]
+user_id = "boss"
+name = "Boss"
+email = "boss@acme.example"
+super_admin = true
+
+[[tenants.users]]
+user_id = "alice"
+name = "Alice"
+email = "alice@acme.example"
+
+[[tenants.users]]
+user_id = "bob"
+
+[[tenants.users]]
+user_id = "carol"
+
+[[tenants.users]]
+user_id = "dave"
+
+[[tenants.users]]
+user_id = "erin"
+
+[[tenants.users]]
+user_id = "gone"
+status = "dismissed"
+super_admin = true
+
+[[tenants.users]]
+user_id = "left"
+status = "dismissed"
+
+[[tenants.exchange_admins]]
+account = "exadmin@acme.example"
+
+[[tenants.exchange_admins]]
+account = "exadmin2@acme.example"
+
+[[tenants.exchange_admins]]
+account = "broken@acme.example"
+state = "failed"
+
+[[tenants.exchange_admins]]
+account = "email_admin_example@outlook.com"
+
+[[tenants]]
+tenant_key = "globex"
+name = "Globex"
+
+[[tenants.users]]
+user_id = "gboss"
+super_admin = true
+
+[[tenants.users]]
+user_id = "gina"
+
+[[tenants.exchange_admins]]
+account = "exadmin@globex.example"
+
+[[apps]]
+app_id = "cli_acme"
+app_secret = "acme-secret"
+developer = "acme-dev"
+tenants = ["acme"]
+scopes = ["calendar:calendar", "calendar:calendar:readonly", "calendar:exchange.bindings:create",
+          "calendar:exchange.bindings:read", "calendar:exchange.bindings:delete",
+          "contact:user.email:readonly", "contact:user.employee_id:readonly"]
+
+[[apps]]
+app_id = "cli_acme2"
+app_secret = "acme2-secret"
+developer = "acme-dev"
+tenants = ["acme"]
+scopes = ["calendar:calendar", "calendar:calendar:readonly", "calendar:exchange.bindings:create",
+          "calendar:exchange.bindings:read", "calendar:exchange.bindings:delete",
+          "contact:user.email:readonly", "contact:user.employee_id:readonly"]
+
+[[apps]]
+app_id = "cli_other"
+app_secret = "other-secret"
+developer = "other-dev"
+tenants = ["acme"]
+scopes = ["calendar:calendar", "calendar:calendar:readonly", "calendar:exchange.bindings:create",
+          "calendar:exchange.bindings:read", "calendar:exchange.bindings:delete",
+          "contact:user.email:readonly", "contact:user.employee_id:readonly"]
+
+[[apps]]
+app_id = "cli_noemail"
+app_secret = "noemail-secret"
+tenants = ["acme"]
+scopes = ["calendar:calendar", "calendar:calendar:readonly", "calendar:exchange.bindings:create",
+          "calendar:exchange.bindings:read", "calendar:exchange.bindings:delete"]
+
+[[apps]]
+app_id = "cli_readonly"
+app_secret = "readonly-secret"
+tenants = ["acme"]
+scopes = ["calendar:exchange.bindings:read"]
+
+[[apps]]
+app_id = "cli_nobot"
+app_secret = "nobot-secret"
+tenants = ["acme"]
+bot = false
+scopes = ["calendar:calendar", "calendar:calendar:readonly", "calendar:exchange.bindings:create",
+          "calendar:exchange.bindings:read", "calendar:exchange.bindings:delete",
+          "contact:user.email:readonly", "contact:user.employee_id:readonly"]
+
+[[apps]]
+app_id = "cli_globex"
+app_secret = "globex-secret"
+tenants = ["globex"]
+scopes = ["calendar:calendar", "calendar:calendar:readonly", "calendar:exchange.bindings:create",
+          "calendar:exchange.bindings:read", "calendar:exchange.bindings:delete",
+          "contact:user.email:readonly", "contact:user.employee_id:readonly"]
+
+[[apps]]
+app_id = "cli_store"
+app_secret = "store-secret"
+type = "store"
+tenants = ["acme", "globex"]
+scopes = ["calendar:calendar", "calendar:calendar:readonly", "calendar:exchange.bindings:create",
+          "calendar:exchange.bindings:read", "calendar:exchange.bindings:delete"]
+"#;
+
+/// The msg of the contract's error table (§6) for a code, verbatim.
+pub fn table_msg(code: i64) -> &'static str {
+    match code {
+        190002 => "invalid parameters in request",
+        190003 => "internal service error",
+        190004 => "method rate limited",
+        190005 => "app rate limited",
+        190006 => "wrong unit for app tenant",
+        190007 => "app bot_id not found",
+        190010 => "current operation rate limited",
+        195100 => "user is dismiss or not exist in the tenant",
+        195101 => "user is not supper administrator",
+        195102 => "exchange_binding_id invalid",
+        195103 => "exchange account binding is not found",
+        195104 => "current tenant not match",
+        195105 => "admin account binding failed",
+        195106 => "admin account is not found",
+        99991661 => {
+            "Missing access token for authorization. Please make a request with token attached."
+        }
+        99991663 | 99991668 => {
+            "Invalid access token for authorization. Please make a request with token attached."
+        }
+        99991671 => "Invalid token: must start with t-/u-",
+        99991677 => "token expire",
+        99991400 => "request trigger frequency limit",
+        99991201 => "resource not found",
+        99991301 => "request method doesn't match",
+        _ => panic!("no fixed msg for code {code}"),
+    }
+}
+
+/// The 99991672 msg for a list of scopes.
+pub fn scope_msg(scopes: &[&str]) -> String {
+    format!(
+        "Access denied. One of the following scopes is required: [{}].",
+        scopes.join(", ")
+    )
+}
+
+/// The 99991679 msg for a list of privileges.
+pub fn privilege_msg(scopes: &[&str]) -> String {
+    format!(
+        "Unauthorized. You do not have permission to perform the requested operation on the resource. Please request user re-authorization and try again. required one of these privileges: [{}]",
+        scopes.join(", ")
+    )
+}
+
+impl Resp {
+    /// Asserts a complete error answer: HTTP status, code, the table's msg verbatim, JSON
+    /// content type and `error.log_id` equal to the `X-Tt-Logid` header.
+    #[track_caller]
+    pub fn assert_err(&self, status: u16, code: i64) -> &Self {
+        self.assert_err_msg(status, code, table_msg(code))
+    }
+
+    /// Like `assert_err`, with an explicit msg (for the scope errors).
+    #[track_caller]
+    pub fn assert_err_msg(&self, status: u16, code: i64, msg: &str) -> &Self {
+        assert_eq!(
+            (self.status.as_u16(), self.body["code"].as_i64()),
+            (status, Some(code)),
+            "unexpected answer: {}",
+            self.text
+        );
+        assert_eq!(self.body["msg"].as_str(), Some(msg), "msg of {}", self.text);
+        self.assert_json_content_type();
+        let header = self
+            .headers
+            .get("x-tt-logid")
+            .unwrap_or_else(|| panic!("no X-Tt-Logid on {}", self.text))
+            .to_str()
+            .unwrap();
+        assert_eq!(
+            self.body["error"]["log_id"].as_str(),
+            Some(header),
+            "error.log_id vs X-Tt-Logid: {}",
+            self.text
+        );
+        self
+    }
+
+    /// Asserts a success answer (`code` 0, `msg` "success", HTTP 200) and returns `data`.
+    #[track_caller]
+    pub fn ok(&self) -> &Value {
+        assert_eq!(
+            (self.status.as_u16(), self.body["code"].as_i64()),
+            (200, Some(0)),
+            "unexpected answer: {}",
+            self.text
+        );
+        assert_eq!(self.body["msg"], "success", "{}", self.text);
+        &self.body["data"]
+    }
+
+    #[track_caller]
+    pub fn assert_json_content_type(&self) {
+        let ct = self
+            .headers
+            .get("content-type")
+            .map(|v| v.to_str().unwrap());
+        assert_eq!(
+            ct,
+            Some("application/json; charset=utf-8"),
+            "content type of {}",
+            self.text
+        );
+    }
+
+    /// `error.field_violations` (empty when absent).
+    pub fn field_violations(&self) -> Vec<Value> {
+        self.body["error"]["field_violations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The violation for `field`, panicking when there is none.
+    #[track_caller]
+    pub fn violation(&self, field: &str) -> Value {
+        self.field_violations()
+            .into_iter()
+            .find(|v| v["field"] == field)
+            .unwrap_or_else(|| panic!("no field violation for {field:?} in {}", self.text))
+    }
+
+    /// `error.permission_violations` as (type, subject) pairs.
+    pub fn permission_violations(&self) -> Vec<(String, String)> {
+        self.body["error"]["permission_violations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|v| {
+                (
+                    v["type"].as_str().unwrap_or_default().to_string(),
+                    v["subject"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// A header's value as a string.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    }
+}
+
+/// A response read off a raw socket: the status line, the header lines exactly as written,
+/// and the body bytes as text.
+#[derive(Debug)]
+pub struct RawResp {
+    pub status_line: String,
+    pub header_lines: Vec<String>,
+    pub body: String,
+}
+
+impl RawResp {
+    pub fn status(&self) -> u16 {
+        self.status_line.split(' ').nth(1).unwrap().parse().unwrap()
+    }
+    /// The value of the header whose name is exactly `name` (case-sensitive).
+    pub fn exact(&self, name: &str) -> Option<String> {
+        self.header_lines.iter().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k == name).then(|| v.trim().to_string())
+        })
+    }
+    pub fn names(&self) -> Vec<String> {
+        self.header_lines
+            .iter()
+            .filter_map(|l| l.split_once(':').map(|(k, _)| k.to_string()))
+            .collect()
+    }
+}
+
+/// Title-Case as the contract requires: each `-`-separated word starts upper-case and
+/// continues lower-case.
+pub fn is_title_case(name: &str) -> bool {
+    name.split('-').all(|w| {
+        let mut cs = w.chars();
+        match cs.next() {
+            Some(c) => c.is_ascii_uppercase() && cs.all(|c| !c.is_ascii_uppercase()),
+            None => false,
+        }
+    })
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+/// Sleeps until `margin_ms` after the next whole second of wall time.
+pub async fn align_to_second(margin_ms: u64) {
+    let ms = (now_ms() % 1000) as u64;
+    tokio::time::sleep(Duration::from_millis(1000 - ms + margin_ms)).await;
+}
+
+/// If fewer than `needed_s` seconds remain in the current wall-clock minute, sleeps into
+/// the next minute (plus a small margin).
+pub async fn ensure_minute_room(needed_s: u64) {
+    let ms = (now_ms() % 60_000) as u64;
+    if 60_000 - ms < needed_s * 1000 {
+        tokio::time::sleep(Duration::from_millis(60_000 - ms + 50)).await;
+    }
+}
+
+/// `YYYYMMDDHHMMSS` in UTC for a Unix time in seconds.
+pub fn utc_stamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Runs a command to its exit (killing it after `timeout`), returning status, stdout and
+/// stderr.
+pub fn run_to_exit(
+    mut cmd: Command,
+    timeout: Duration,
+) -> (std::process::ExitStatus, String, String) {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "process did not exit within {timeout:?}; stdout:\n{}\nstderr:\n{}",
+                t_out.join().unwrap(),
+                t_err.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, t_out.join().unwrap(), t_err.join().unwrap())
+}
+
+/// `exbind serve` on a fresh port with the given data dir and extra args (no harness
+/// defaults besides `--listen 127.0.0.1:0`).
+pub fn serve_command(data_dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(exbind_bin());
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args);
+    cmd.env_remove("RUST_LOG");
+    cmd.env_remove("EXBIND_ADMIN_TOKEN");
+    cmd
+}
+
+/// Percent-encodes every byte outside the unreserved set, as Python's `quote(safe="")`.
+pub fn pct(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Standard base64 of arbitrary bytes (padding included).
+pub fn b64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+impl Server {
+    /// A server with `FULL_SEED` and extra args.
+    pub fn full_with(args: &[&str]) -> Server {
+        Server::builder().seed(FULL_SEED).args(args).start()
+    }
+
+    /// A server with `FULL_SEED`.
+    pub fn full() -> Server {
+        Server::full_with(&[])
+    }
+
+    /// `host:port` of the server.
+    pub fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_string()
+    }
+
+    /// Sends raw bytes on a fresh connection and reads the whole answer
+    /// (the request should carry `Connection: close`).
+    pub fn raw(&self, request: &[u8]) -> RawResp {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.addr()).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request).unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no header end in {text:?}"));
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap().to_string();
+        RawResp {
+            status_line,
+            header_lines: lines.map(|l| l.to_string()).collect(),
+            body: body.to_string(),
+        }
+    }
+
+    /// A raw HTTP/1.1 request with `Connection: close`, optional bearer token and body.
+    pub fn raw_request(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&str>,
+    ) -> RawResp {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr()
+        );
+        if let Some(t) = bearer {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        if let Some(b) = body {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            ));
+        } else {
+            req.push_str("\r\n");
+        }
+        self.raw(req.as_bytes())
+    }
+
+    /// POSTs `{"app_id","app_secret"}` to a token endpoint.
+    pub async fn token_call(&self, path: &str, app_id: &str, secret: &str) -> Resp {
+        let body = json!({"app_id": app_id, "app_secret": secret});
+        self.call(Method::POST, path, None, Some(&body)).await
+    }
+
+    /// A tenant access token for a custom app; panics unless it is issued.
+    pub async fn tenant_token(&self, app_id: &str, secret: &str) -> String {
+        let r = self.token_call(TENANT_TOKEN_PATH, app_id, secret).await;
+        assert_eq!(r.body["code"], 0, "{}", r.text);
+        r.body["tenant_access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a binding under `admin` for `user_id` (a configured user id) and returns its
+    /// `data`; panics unless it succeeds.
+    pub async fn bind(&self, token: &str, admin: &str, exchange: &str, user_id: &str) -> Value {
+        let r = self
+            .create(token, admin, exchange, user_id, Some("user_id"))
+            .await;
+        r.ok().clone()
+    }
+
+    /// The super admin's token for `cli_acme` in acme.
+    pub async fn boss(&self) -> String {
+        self.mint("cli_acme", "acme", "boss").await
+    }
+
+    /// A control-plane PATCH that must succeed; returns `data`.
+    pub async fn patch_ok(&self, path: &str, body: Value) -> Value {
+        let r = self.admin(Method::PATCH, path, Some(&body)).await;
+        r.ok().clone()
+    }
+
+    /// The bindings of a tenant through the control plane (all pages).
+    pub async fn list_bindings(&self, tenant: &str) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut path = format!("/_exbind/v1/tenants/{tenant}/bindings?page_size=100");
+            if let Some(t) = &token {
+                path.push_str(&format!("&page_token={}", pct(t)));
+            }
+            let r = self.admin(Method::GET, &path, None).await;
+            let data = r.ok();
+            items.extend(data["items"].as_array().cloned().unwrap_or_default());
+            if data["has_more"] != true {
+                break;
+            }
+            token = Some(data["page_token"].as_str().unwrap().to_string());
+        }
+        items
+    }
+
+    /// Polls stderr until it contains `needle` (up to 3 s).
+    pub async fn wait_stderr(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if self.stderr_text().contains(needle) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// Sends `n` copies of a request at once; answers in completion order.
+    pub async fn burst(
+        &self,
+        n: usize,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> Vec<Resp> {
+        let mut headers: Vec<(String, String)> = Vec::new();
+        if let Some(t) = bearer {
+            headers.push(("Authorization".into(), format!("Bearer {t}")));
+        }
+        let bytes = body.map(|b| serde_json::to_vec(&b).unwrap());
+        let url = self.url(path);
+        let gate = Arc::new(tokio::sync::Barrier::new(n));
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let (http, method, url, headers, bytes, gate) = (
+                self.http.clone(),
+                method.clone(),
+                url.clone(),
+                headers.clone(),
+                bytes.clone(),
+                gate.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                gate.wait().await;
+                send(&http, method, &url, &headers, bytes).await
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    }
+}
+
+/// Every value of `key` anywhere inside `v`.
+pub fn find_all<'a>(v: &'a Value, key: &str, out: &mut Vec<&'a Value>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                if k == key {
+                    out.push(x);
+                }
+                find_all(x, key, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| find_all(x, key, out)),
+        _ => {}
+    }
+}
