@@ -2,6 +2,12 @@
 
 use std::path::PathBuf;
 
+use crate::domain::sync::Schedule;
+
+fn parse_schedule(s: &str) -> Result<Schedule, String> {
+    Schedule::parse(s)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OnOff {
     On,
@@ -14,7 +20,8 @@ pub struct ServeArgs {
     #[arg(long, env = "EXBIND_LISTEN", default_value = "127.0.0.1:8787")]
     pub listen: String,
 
-    /// Directory of the embedded store, created if missing.
+    /// Directory of the embedded store, created if missing; `:memory:` keeps everything in
+    /// memory (nothing on disk, lost at exit).
     #[arg(long, env = "EXBIND_DATA_DIR", default_value = "./exbind-data")]
     pub data_dir: PathBuf,
 
@@ -49,6 +56,15 @@ pub struct ServeArgs {
     /// Budget per method per second over all apps and tenants (190004).
     #[arg(long, env = "EXBIND_METHOD_BUDGET_PER_SECOND", default_value_t = 10000)]
     pub method_budget_per_second: u32,
+
+    /// Durations of the sync stages: to `cal_done`, to `timespan_done`, to `done`
+    /// (units ms, s, m).
+    #[arg(long, env = "EXBIND_SYNC_STAGE_DURATIONS", default_value = "5s,10s,30s", value_parser = parse_schedule)]
+    pub sync_stage_durations: Schedule,
+
+    /// Requests the journal keeps (0 = off).
+    #[arg(long, env = "EXBIND_JOURNAL_SIZE", default_value_t = 10_000)]
+    pub journal_size: usize,
 
     /// PostgreSQL store shared by several servers (not supported yet).
     #[arg(long, env = "EXBIND_DATABASE_URL", hide_env_values = true)]

@@ -5,7 +5,9 @@ pub mod clock;
 pub mod config;
 mod domain;
 mod error;
+mod faults;
 mod http;
+mod journal;
 mod limits;
 mod logid;
 mod metrics;
@@ -14,6 +16,7 @@ mod seed;
 mod server;
 mod state;
 mod store;
+mod sync;
 mod tokens;
 
 pub use config::{OnOff, ServeArgs};

@@ -134,6 +134,13 @@ impl Limiter {
         m.in_second += 1;
         Ok(())
     }
+
+    /// Forgets every counter.
+    pub fn clear(&self) {
+        self.gateway.clear();
+        self.app_budget.clear();
+        self.method_budget.clear();
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,10 @@
 //! read top to bottom. The first failure answers; step 11 is the method's own.
 
 use exbind_api::ErrorCode;
+use std::sync::Arc;
+
 use http::HeaderMap;
+use parking_lot::Mutex;
 
 use crate::domain::model::{App, User, UserStatus};
 use crate::domain::scopes::{self, BindingMethod};
@@ -31,6 +34,59 @@ impl UserIdType {
     }
 }
 
+/// Who a request came from, as far as it got: filled in once its token is known, and read
+/// by the request journal.
+#[derive(Clone, Default)]
+pub struct CallerSlot(Arc<Mutex<Option<Identity>>>);
+
+#[derive(Clone, Debug, Default)]
+pub struct Identity {
+    pub app_id: String,
+    pub tenant_key: Option<String>,
+    pub user_id: Option<String>,
+}
+
+impl CallerSlot {
+    pub fn set(&self, id: Identity) {
+        *self.0.lock() = Some(id);
+    }
+    pub fn get(&self) -> Option<Identity> {
+        self.0.lock().clone()
+    }
+}
+
+/// Applies a matching fault rule: waits, then answers its error if it has one.
+pub async fn inject_fault(
+    state: &AppState,
+    method: &str,
+    route: &str,
+    app_id: Option<&str>,
+    tenant_key: Option<&str>,
+    scopes: &[&str],
+) -> Result<(), ApiError> {
+    let Some(fault) = state
+        .faults
+        .check(method, route, app_id, tenant_key, state.now())
+    else {
+        return Ok(());
+    };
+    if fault.latency_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(fault.latency_ms)).await;
+    }
+    match fault.error {
+        None => Ok(()),
+        Some(ErrorCode::ScopeRequired) => {
+            Err(ApiError::scope_required(scopes, "action_scope_required"))
+        }
+        Some(ErrorCode::PrivilegeRequired) => Err(ApiError::privilege_required(scopes)),
+        Some(ErrorCode::FrequencyLimit) => Err(ApiError::new(ErrorCode::FrequencyLimit)
+            .header("x-ogw-ratelimit-limit", 50)
+            .header("x-ogw-ratelimit-reset", 1)
+            .header("retry-after", 1)),
+        Some(code) => Err(ApiError::new(code).message("injected by an exbind fault rule")),
+    }
+}
+
 /// A caller that passed steps 1–10.
 pub struct Caller {
     pub app: App,
@@ -49,6 +105,7 @@ pub async fn authorize(
     method: BindingMethod,
     headers: &HeaderMap,
     query: Option<&str>,
+    slot: &CallerSlot,
 ) -> Result<Caller, ApiError> {
     // 1. A bearer token is present.
     let raw = bearer(headers).ok_or(ErrorCode::MissingToken)?;
@@ -67,10 +124,26 @@ pub async fn authorize(
             .ok_or(ErrorCode::InvalidUserToken)?,
         _ => return Err(ErrorCode::MalformedToken.into()),
     };
-    let now = state.now();
-    if now >= token.expires_at {
+    slot.set(Identity {
+        app_id: token.app_id.clone(),
+        tenant_key: Some(token.tenant_key.clone()),
+        user_id: Some(token.user_id.clone()),
+    });
+    if state.now() >= token.expires_at {
         return Err(ErrorCode::TokenExpired.into());
     }
+
+    // Fault rules apply here: after the token check, before everything else.
+    inject_fault(
+        state,
+        method.http_method(),
+        method.route(),
+        Some(&token.app_id),
+        Some(&token.tenant_key),
+        method.scopes(),
+    )
+    .await?;
+    let now = state.now();
 
     // 3. The token's app is still installed in the tenant, in the same unit.
     let app = state

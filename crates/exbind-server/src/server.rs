@@ -13,11 +13,14 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rand::Rng;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::config::{OnOff, ServeArgs};
 use crate::domain::ids::IdSecret;
 use crate::domain::locks::KeyLocks;
+use crate::faults::Faults;
+use crate::journal::Journal;
 use crate::limits::{Limiter, Limits};
 use crate::metrics::Metrics;
 use crate::seed::{self, SeedError};
@@ -130,6 +133,10 @@ impl Server {
             admin_token,
             token_ttl: args.token_ttl,
             metrics: Metrics::default(),
+            schedule: args.sync_stage_durations,
+            sync_wake: Notify::new(),
+            faults: Faults::default(),
+            journal: Journal::new(args.journal_size),
         });
         Ok(Server {
             state,
@@ -188,6 +195,8 @@ impl Server {
     /// finish (bounded by `DRAIN_TIMEOUT`).
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let router = crate::http::router(self.state.clone());
+        let (stop_sync, stop_rx) = tokio::sync::watch::channel(false);
+        let engine = tokio::spawn(crate::sync::run(self.state.clone(), stop_rx));
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -221,6 +230,8 @@ impl Server {
         {
             tracing::warn!("in-flight requests did not finish in time");
         }
+        let _ = stop_sync.send(true);
+        let _ = engine.await;
     }
 }
 

@@ -2,9 +2,14 @@
 
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+
 use crate::clock::Clock;
 use crate::domain::ids::IdSecret;
 use crate::domain::locks::KeyLocks;
+use crate::domain::sync::Schedule;
+use crate::faults::Faults;
+use crate::journal::Journal;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -19,6 +24,11 @@ pub struct AppState {
     /// Lifetime of issued tokens, in seconds.
     pub token_ttl: i64,
     pub metrics: Metrics,
+    pub schedule: Schedule,
+    pub faults: Faults,
+    pub journal: Journal,
+    /// Wakes the sync engine when a binding with an early deadline appears.
+    pub sync_wake: Notify,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -5,3 +5,4 @@ pub mod ids;
 pub mod locks;
 pub mod model;
 pub mod scopes;
+pub mod sync;

@@ -3,6 +3,8 @@
 use exbind_api::BindingStatus;
 use serde::{Deserialize, Serialize};
 
+use super::sync::Scenario;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Tenant {
     pub tenant_key: String,
@@ -148,15 +150,29 @@ pub struct BindingRecord {
     pub user_id: String,
     pub status: BindingStatus,
     pub reason: Option<String>,
+    pub scenario: Scenario,
+    /// When the sync takes its next step; `None` when it is over or stalled.
+    pub next_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
-    pub history: Vec<Step>,
 }
 
 impl BindingRecord {
     pub fn id(&self) -> String {
         exbind_api::id::encode(&self.admin_account, &self.exchange_account)
     }
+}
+
+/// A sync step to record: the binding (by `seq`) moves from `from` to `status`, taking
+/// `steps`. Applied only if the binding is still at `from`.
+#[derive(Debug, Clone)]
+pub struct StatusChange {
+    pub seq: i64,
+    pub from: BindingStatus,
+    pub status: BindingStatus,
+    pub reason: Option<String>,
+    pub next_at: Option<i64>,
+    pub steps: Vec<Step>,
 }
 
 /// A binding to be made.
@@ -166,6 +182,8 @@ pub struct NewBinding {
     pub exchange_account: String,
     pub tenant_key: String,
     pub user_id: String,
+    pub scenario: Scenario,
+    pub next_at: Option<i64>,
     pub now: i64,
 }
 

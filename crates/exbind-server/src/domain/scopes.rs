@@ -30,6 +30,9 @@ pub fn is_field_scope(scope: &str) -> bool {
     FIELD_SCOPES.contains(&scope)
 }
 
+pub const COLLECTION_ROUTE: &str = "/open-apis/calendar/v4/exchange_bindings";
+pub const ITEM_ROUTE: &str = "/open-apis/calendar/v4/exchange_bindings/{exchange_binding_id}";
+
 /// The three Exchange-binding methods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BindingMethod {
@@ -45,6 +48,22 @@ impl BindingMethod {
             BindingMethod::Create => &[CALENDAR, CALENDAR_READONLY, BINDINGS_CREATE],
             BindingMethod::Get => &[CALENDAR_READONLY, BINDINGS_READ],
             BindingMethod::Delete => &[CALENDAR, BINDINGS_DELETE],
+        }
+    }
+
+    pub fn http_method(self) -> &'static str {
+        match self {
+            BindingMethod::Create => "POST",
+            BindingMethod::Get => "GET",
+            BindingMethod::Delete => "DELETE",
+        }
+    }
+
+    /// The route template, as fault rules and the journal name it.
+    pub fn route(self) -> &'static str {
+        match self {
+            BindingMethod::Create => COLLECTION_ROUTE,
+            BindingMethod::Get | BindingMethod::Delete => ITEM_ROUTE,
         }
     }
 }

@@ -1,9 +1,10 @@
 //! The token endpoints (contract §3). Their answers are flat and always HTTP 200.
 
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
@@ -11,18 +12,22 @@ use subtle::ConstantTimeEq;
 use super::{json_response, Code, Payload};
 use crate::domain::model::AppKind;
 use crate::error::ApiError;
+use crate::pipeline::{inject_fault, CallerSlot, Identity};
 use crate::state::SharedState;
 use crate::tokens;
+
+const TENANT_ROUTE: &str = "/open-apis/auth/v3/tenant_access_token/internal";
+const APP_ROUTE: &str = "/open-apis/auth/v3/app_access_token/internal";
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
         .route(
-            "/open-apis/auth/v3/tenant_access_token/internal",
-            post(|s, p| issue(s, p, false)),
+            TENANT_ROUTE,
+            post(|State(s), Extension(slot), Payload(p)| issue(s, slot, p, false)),
         )
         .route(
-            "/open-apis/auth/v3/app_access_token/internal",
-            post(|s, p| issue(s, p, true)),
+            APP_ROUTE,
+            post(|State(s), Extension(slot), Payload(p)| issue(s, slot, p, true)),
         )
 }
 
@@ -33,11 +38,7 @@ pub fn flat_error(code: i64, msg: &str) -> Response {
     r
 }
 
-async fn issue(
-    State(state): State<SharedState>,
-    Payload(body): Payload,
-    app_token: bool,
-) -> Response {
+async fn issue(state: SharedState, slot: CallerSlot, body: Bytes, app_token: bool) -> Response {
     let creds = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
         let id = v.get("app_id")?.as_str()?.to_string();
         let secret = v.get("app_secret")?.as_str()?.to_string();
@@ -46,6 +47,14 @@ async fn issue(
     let Some((app_id, secret)) = creds else {
         return flat_error(10003, "invalid param");
     };
+    slot.set(Identity {
+        app_id: app_id.clone(),
+        ..Default::default()
+    });
+    let route = if app_token { APP_ROUTE } else { TENANT_ROUTE };
+    if let Err(e) = inject_fault(&state, "POST", route, Some(&app_id), None, &[]).await {
+        return e.into_response();
+    }
     let app = match state.store.app(&app_id).await {
         Ok(Some(app)) => app,
         Ok(None) => return flat_error(10014, "app id not exists"),

@@ -1,11 +1,11 @@
 //! The Exchange-binding routes: create, get, delete (contract §4).
 
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use exbind_api::id::{decode_path_segment, BindingKey};
-use exbind_api::{Binding, ErrorCode};
+use exbind_api::{Binding, BindingStatus, ErrorCode};
 use http::{HeaderMap, Uri};
 use serde_json::Value;
 
@@ -14,15 +14,14 @@ use crate::domain::accounts::{address_problem, fold};
 use crate::domain::model::{
     AdminAccount, AdminState, BindingRecord, CreateOutcome, NewBinding, User, UserStatus,
 };
-use crate::domain::scopes::{self, BindingMethod};
+use crate::domain::scopes::{self, BindingMethod, COLLECTION_ROUTE};
+use crate::domain::sync::Scenario;
 use crate::error::ApiError;
-use crate::pipeline::{authorize, Caller, UserIdType};
+use crate::pipeline::{authorize, Caller, CallerSlot, UserIdType};
 use crate::state::{AppState, SharedState};
 
-const COLLECTION: &str = "/open-apis/calendar/v4/exchange_bindings";
-
 pub fn routes() -> Router<SharedState> {
-    Router::new().route(COLLECTION, post(create)).route(
+    Router::new().route(COLLECTION_ROUTE, post(create)).route(
         "/open-apis/calendar/v4/exchange_bindings/{*exchange_binding_id}",
         get(get_binding).delete(delete_binding),
     )
@@ -30,11 +29,12 @@ pub fn routes() -> Router<SharedState> {
 
 async fn create(
     State(state): State<SharedState>,
+    Extension(slot): Extension<CallerSlot>,
     uri: Uri,
     headers: HeaderMap,
     Payload(body): Payload,
 ) -> Result<Response, ApiError> {
-    let caller = authorize(&state, BindingMethod::Create, &headers, uri.query()).await?;
+    let caller = authorize(&state, BindingMethod::Create, &headers, uri.query(), &slot).await?;
     let req = CreateRequest::parse(&body)?;
     let admin = admin_account(&state, &caller, &req.admin_account).await?;
     let user = target_user(&state, &caller, &req.user_id).await?;
@@ -48,6 +48,14 @@ async fn create(
             format!("b:{} {exchange_folded}", fold(&admin.account)),
         ])
         .ok_or(ErrorCode::OperationRateLimited)?;
+    let scenario = state
+        .store
+        .scenario(&exchange_folded)
+        .await?
+        .filter(|s| s.tenant_key == caller.tenant_key())
+        .map(|s| Scenario::from_names(&s.scenario, s.stage.as_deref(), s.reason.as_deref()))
+        .unwrap_or_default();
+    let now = state.now();
     let outcome = state
         .store
         .create_binding(NewBinding {
@@ -55,9 +63,14 @@ async fn create(
             exchange_account: req.exchange_account.clone(),
             tenant_key: caller.tenant_key().to_string(),
             user_id: user.user_id,
-            now: state.now(),
+            next_at: state.schedule.next_at(&scenario, BindingStatus::Doing, now),
+            scenario,
+            now,
         })
         .await?;
+    if matches!(outcome, CreateOutcome::Created(_)) {
+        state.sync_wake.notify_one();
+    }
     match outcome {
         CreateOutcome::Created(b) | CreateOutcome::Existing(b) => {
             Ok(success(render(&state, &caller, &b)))
@@ -77,11 +90,12 @@ async fn create(
 
 async fn get_binding(
     State(state): State<SharedState>,
+    Extension(slot): Extension<CallerSlot>,
     uri: Uri,
     headers: HeaderMap,
     _: Payload,
 ) -> Result<Response, ApiError> {
-    let caller = authorize(&state, BindingMethod::Get, &headers, uri.query()).await?;
+    let caller = authorize(&state, BindingMethod::Get, &headers, uri.query(), &slot).await?;
     let key = binding_key(&uri)?;
     let admin = admin_account(&state, &caller, &key.admin_account).await?;
     let binding = state
@@ -97,11 +111,12 @@ async fn get_binding(
 
 async fn delete_binding(
     State(state): State<SharedState>,
+    Extension(slot): Extension<CallerSlot>,
     uri: Uri,
     headers: HeaderMap,
     _: Payload,
 ) -> Result<Response, ApiError> {
-    let caller = authorize(&state, BindingMethod::Delete, &headers, uri.query()).await?;
+    let caller = authorize(&state, BindingMethod::Delete, &headers, uri.query(), &slot).await?;
     let key = binding_key(&uri)?;
     let admin = admin_account(&state, &caller, &key.admin_account).await?;
     let (admin_folded, exchange_folded) = (fold(&admin.account), fold(&key.exchange_account));
@@ -124,7 +139,7 @@ async fn delete_binding(
 fn binding_key(uri: &Uri) -> Result<BindingKey, ApiError> {
     let raw = uri
         .path()
-        .strip_prefix(COLLECTION)
+        .strip_prefix(COLLECTION_ROUTE)
         .and_then(|r| r.strip_prefix('/'))
         .unwrap_or("");
     decode_path_segment(raw).map_err(|_| ApiError::new(ErrorCode::BindingIdInvalid))

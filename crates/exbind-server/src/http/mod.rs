@@ -22,7 +22,9 @@ use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::ApiError;
+use crate::journal;
 use crate::logid::new_log_id;
+use crate::pipeline::CallerSlot;
 use crate::state::SharedState;
 
 /// Bodies on the Feishu routes are capped at 64 KiB; the control plane takes seed documents.
@@ -59,7 +61,8 @@ async fn record_route(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string());
+        // The catch-all id segment is named as the docs name it.
+        .map(|m| m.as_str().replace("{*", "{"));
     let mut resp = next.run(req).await;
     if let Some(r) = route {
         resp.extensions_mut().insert(Route(r));
@@ -77,6 +80,10 @@ async fn frame(State(state): State<SharedState>, req: Request, next: Next) -> Re
     let started = Instant::now();
     let log_id = new_log_id(state.now());
     let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let slot = CallerSlot::default();
+    let mut req = req;
+    req.extensions_mut().insert(slot.clone());
     let resp = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
         Ok(r) => r,
         Err(_) => ApiError::internal("request timed out").into_response(),
@@ -120,6 +127,25 @@ async fn frame(State(state): State<SharedState>, req: Request, next: Next) -> Re
     state
         .metrics
         .observe(&route, parts.status.as_u16(), code, latency);
+    if state.journal.enabled() && path.starts_with("/open-apis/") {
+        let who = slot.get().unwrap_or_default();
+        let at_ms = state.now();
+        state.journal.record(journal::Entry {
+            seq: 0,
+            time: crate::clock::rfc3339(at_ms),
+            at_ms,
+            method: method.to_string(),
+            path,
+            route: route.clone(),
+            app_id: (!who.app_id.is_empty()).then_some(who.app_id),
+            tenant_key: who.tenant_key,
+            user_id: who.user_id,
+            status: parts.status.as_u16(),
+            code,
+            log_id: log_id.clone(),
+            latency_ms: latency.as_secs_f64() * 1000.0,
+        });
+    }
     tracing::info!(
         target: "exbind::request",
         log_id = %log_id,

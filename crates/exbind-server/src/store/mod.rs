@@ -4,6 +4,8 @@
 mod schema;
 pub mod sqlite;
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use exbind_api::BindingStatus;
 
@@ -127,4 +129,24 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> StoreResult<Vec<BindingRecord>>;
     async fn binding_counts(&self) -> StoreResult<Vec<(BindingStatus, u64)>>;
+    /// The recorded steps of each binding.
+    async fn histories(&self, seqs: &[i64]) -> StoreResult<HashMap<i64, Vec<Step>>>;
+
+    /// Bindings whose next sync step is due by `now`, earliest first.
+    async fn due_bindings(&self, now: i64, limit: usize) -> StoreResult<Vec<BindingRecord>>;
+    /// The earliest pending sync deadline.
+    async fn next_deadline(&self) -> StoreResult<Option<i64>>;
+    /// Applies each change whose binding is still at its `from` status, in one
+    /// transaction; says which were applied.
+    async fn change_status(&self, changes: Vec<StatusChange>, now: i64) -> StoreResult<Vec<bool>>;
+
+    /// The sync scenario set for an Exchange account (by folded address).
+    async fn scenario(&self, account_folded: &str) -> StoreResult<Option<ExchangeScenario>>;
+    async fn put_scenario(&self, scenario: ExchangeScenario) -> StoreResult<()>;
+    async fn delete_scenario(&self, tenant_key: &str, account_folded: &str) -> StoreResult<bool>;
+
+    /// Removes a tenant's bindings; returns how many.
+    async fn delete_tenant_bindings(&self, tenant_key: &str) -> StoreResult<u64>;
+    /// Removes everything but the server's own secrets (admin token, id secret).
+    async fn reset(&self) -> StoreResult<()>;
 }

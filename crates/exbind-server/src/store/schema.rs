@@ -80,13 +80,22 @@ CREATE TABLE bindings (
     user_id          TEXT NOT NULL,
     status           TEXT NOT NULL,
     reason           TEXT,
+    scenario         TEXT NOT NULL,
+    next_at          INTEGER,
     created_at       INTEGER NOT NULL,
-    updated_at       INTEGER NOT NULL,
-    history          TEXT NOT NULL
+    updated_at       INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX bindings_user ON bindings (tenant_key, user_id);
 CREATE INDEX bindings_tenant ON bindings (tenant_key, seq);
 CREATE INDEX bindings_admin ON bindings (admin_folded);
+CREATE INDEX bindings_due ON bindings (next_at) WHERE next_at IS NOT NULL;
+
+CREATE TABLE binding_steps (
+    seq    INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    at     INTEGER NOT NULL
+);
+CREATE INDEX binding_steps_seq ON binding_steps (seq);
 "#];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

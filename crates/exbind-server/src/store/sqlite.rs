@@ -6,6 +6,7 @@
 //! pool of connections and run inline: they are indexed point reads of a few microseconds,
 //! cheaper than a hop to a blocking thread.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
@@ -86,13 +87,32 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: std_mpsc::Sender<Box<dyn Job>>,
     readers: Mutex<Vec<Connection>>,
-    _lock: File,
+    _lock: Option<File>,
+}
+
+/// The `--data-dir` value that keeps the store in memory.
+pub const MEMORY: &str = ":memory:";
+
+/// A private in-memory database that every connection of this store shares (SQLite's
+/// `memdb` VFS); it lives while the writer's connection does.
+fn memory_path() -> PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    PathBuf::from(format!("file:/exbind-{}-{n}?vfs=memdb", std::process::id()))
+}
+
+fn is_memory(path: &Path) -> bool {
+    path.to_str()
+        .is_some_and(|p| p.starts_with("file:/exbind-"))
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`, takes the data dir's lock and
     /// migrates the schema forward in one transaction.
     pub fn open(data_dir: &Path) -> Result<SqliteStore, OpenError> {
+        if data_dir == Path::new(MEMORY) {
+            return SqliteStore::start(memory_path(), None);
+        }
         let io = |e: &dyn std::fmt::Display| OpenError::Io(data_dir.to_path_buf(), e.to_string());
         std::fs::create_dir_all(data_dir).map_err(|e| io(&e))?;
         let lock_path = data_dir.join("exbind.lock");
@@ -109,7 +129,11 @@ impl SqliteStore {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(&e)),
         }
-        let path = data_dir.join("exbind.sqlite3");
+        SqliteStore::start(data_dir.join("exbind.sqlite3"), Some(lock))
+    }
+
+    fn start(path: PathBuf, lock: Option<File>) -> Result<SqliteStore, OpenError> {
+        let io = |e: &dyn std::fmt::Display| OpenError::Io(path.clone(), e.to_string());
         let mut conn = open_conn(&path).map_err(|e| io(&e))?;
         migrate(&mut conn, &path)?;
         let (tx, rx) = std_mpsc::channel::<Box<dyn Job>>();
@@ -157,12 +181,17 @@ fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;",
-    )?;
+    if is_memory(path) {
+        conn.execute_batch("PRAGMA foreign_keys = OFF;")?;
+    } else {
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;",
+        )?;
+    }
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -282,7 +311,7 @@ fn admin_row(r: &Row) -> rusqlite::Result<AdminAccount> {
 }
 
 const BINDING_COLS: &str = "seq, admin_account, exchange_account, tenant_key, user_id, status, \
-                            reason, created_at, updated_at, history";
+                            reason, scenario, next_at, created_at, updated_at";
 fn binding_row(r: &Row) -> rusqlite::Result<BindingRecord> {
     Ok(BindingRecord {
         seq: r.get(0)?,
@@ -292,9 +321,20 @@ fn binding_row(r: &Row) -> rusqlite::Result<BindingRecord> {
         user_id: r.get(4)?,
         status: parse_col(r, 5, BindingStatus::parse)?,
         reason: r.get(6)?,
-        created_at: r.get(7)?,
-        updated_at: r.get(8)?,
-        history: json_col(r, 9)?,
+        scenario: json_col(r, 7)?,
+        next_at: r.get(8)?,
+        created_at: r.get(9)?,
+        updated_at: r.get(10)?,
+    })
+}
+
+fn scenario_row(r: &Row) -> rusqlite::Result<ExchangeScenario> {
+    Ok(ExchangeScenario {
+        account: r.get(0)?,
+        tenant_key: r.get(1)?,
+        scenario: r.get(2)?,
+        stage: r.get(3)?,
+        reason: r.get(4)?,
     })
 }
 
@@ -337,6 +377,36 @@ fn current_row(
     c.prepare_cached(sql)?
         .query_row(key, |r| row_values(r, n))
         .optional()
+}
+
+fn insert_steps(c: &Connection, seq: i64, steps: &[Step]) -> rusqlite::Result<()> {
+    let mut ins =
+        c.prepare_cached("INSERT INTO binding_steps (seq, status, at) VALUES (?1, ?2, ?3)")?;
+    for st in steps {
+        ins.execute(params![seq, st.status.as_str(), st.at])?;
+    }
+    Ok(())
+}
+
+/// Applies a status change if the binding is still where the change expects it.
+fn apply_change(c: &Connection, ch: &StatusChange, now: i64) -> rusqlite::Result<bool> {
+    let n = c
+        .prepare_cached(
+            "UPDATE bindings SET status = ?3, reason = ?4, next_at = ?5, updated_at = ?6 \
+             WHERE seq = ?1 AND status = ?2",
+        )?
+        .execute(params![
+            ch.seq,
+            ch.from.as_str(),
+            ch.status.as_str(),
+            ch.reason,
+            ch.next_at,
+            now
+        ])?;
+    if n == 1 {
+        insert_steps(c, ch.seq, &ch.steps)?;
+    }
+    Ok(n == 1)
 }
 
 #[async_trait]
@@ -440,15 +510,7 @@ impl Store for SqliteStore {
                 "SELECT account, tenant_key, scenario, stage, reason FROM exchange_scenarios \
                  WHERE tenant_key = ?1 ORDER BY account_folded",
             )?
-            .query_map([tenant_key], |r| {
-                Ok(ExchangeScenario {
-                    account: r.get(0)?,
-                    tenant_key: r.get(1)?,
-                    scenario: r.get(2)?,
-                    stage: r.get(3)?,
-                    reason: r.get(4)?,
-                })
-            })?
+            .query_map([tenant_key], scenario_row)?
             .collect()
         })
     }
@@ -598,19 +660,30 @@ impl Store for SqliteStore {
                 return Ok(None);
             }
             if state == AdminState::Failed {
-                let syncing: Vec<BindingRecord> = c
-                    .prepare(&format!(
-                        "SELECT {BINDING_COLS} FROM bindings WHERE admin_folded = ?1 \
-                         AND status NOT IN ('done', 'err')"
-                    ))?
-                    .query_map([&key], binding_row)?
+                let syncing: Vec<(i64, BindingStatus)> = c
+                    .prepare(
+                        "SELECT seq, status FROM bindings WHERE admin_folded = ?1 \
+                         AND status NOT IN ('done', 'err')",
+                    )?
+                    .query_map([&key], |r| {
+                        Ok((r.get(0)?, parse_col(r, 1, BindingStatus::parse)?))
+                    })?
                     .collect::<rusqlite::Result<_>>()?;
-                for mut b in syncing {
-                    b.history.push(Step { status: BindingStatus::Err, at: now });
-                    c.execute(
-                        "UPDATE bindings SET status = 'err', reason = ?2, updated_at = ?3, history = ?4 \
-                         WHERE seq = ?1",
-                        params![b.seq, "admin account binding failed", now, to_json(&b.history)],
+                for (seq, from) in syncing {
+                    apply_change(
+                        c,
+                        &StatusChange {
+                            seq,
+                            from,
+                            status: BindingStatus::Err,
+                            reason: Some("admin account binding failed".into()),
+                            next_at: None,
+                            steps: vec![Step {
+                                status: BindingStatus::Err,
+                                at: now,
+                            }],
+                        },
+                        now,
                     )?;
                 }
             }
@@ -726,11 +799,10 @@ impl Store for SqliteStore {
             if user_bound {
                 return Ok(CreateOutcome::UserTaken);
             }
-            let history = vec![Step { status: BindingStatus::Doing, at: new.now }];
             c.prepare_cached(
                 "INSERT INTO bindings (exchange_folded, admin_folded, admin_account, exchange_account, \
-                 tenant_key, user_id, status, reason, created_at, updated_at, history) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'doing', NULL, ?7, ?7, ?8)",
+                 tenant_key, user_id, status, reason, scenario, next_at, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'doing', NULL, ?7, ?8, ?9, ?9)",
             )?
             .execute(params![
                 exchange_folded,
@@ -739,20 +811,24 @@ impl Store for SqliteStore {
                 new.exchange_account,
                 new.tenant_key,
                 new.user_id,
+                to_json(&new.scenario),
+                new.next_at,
                 new.now,
-                to_json(&history)
             ])?;
+            let seq = c.last_insert_rowid();
+            insert_steps(c, seq, &[Step { status: BindingStatus::Doing, at: new.now }])?;
             Ok(CreateOutcome::Created(BindingRecord {
-                seq: c.last_insert_rowid(),
+                seq,
                 admin_account: new.admin_account,
                 exchange_account: new.exchange_account,
                 tenant_key: new.tenant_key,
                 user_id: new.user_id,
                 status: BindingStatus::Doing,
                 reason: None,
+                scenario: new.scenario,
+                next_at: new.next_at,
                 created_at: new.now,
                 updated_at: new.now,
-                history,
             }))
         })
         .await
@@ -777,6 +853,8 @@ impl Store for SqliteStore {
                 return Ok(None);
             }
             c.prepare_cached("DELETE FROM bindings WHERE seq = ?1")?
+                .execute([b.seq])?;
+            c.prepare_cached("DELETE FROM binding_steps WHERE seq = ?1")?
                 .execute([b.seq])?;
             Ok(Some(b))
         })
@@ -806,5 +884,120 @@ impl Store for SqliteStore {
                 })?
                 .collect()
         })
+    }
+
+    async fn histories(&self, seqs: &[i64]) -> StoreResult<HashMap<i64, Vec<Step>>> {
+        self.read(|c| {
+            let mut out: HashMap<i64, Vec<Step>> = HashMap::new();
+            let mut q = c.prepare_cached(
+                "SELECT status, at FROM binding_steps WHERE seq = ?1 ORDER BY at, rowid",
+            )?;
+            for seq in seqs {
+                let steps = q
+                    .query_map([seq], |r| {
+                        Ok(Step {
+                            status: parse_col(r, 0, BindingStatus::parse)?,
+                            at: r.get(1)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                out.insert(*seq, steps);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn due_bindings(&self, now: i64, limit: usize) -> StoreResult<Vec<BindingRecord>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {BINDING_COLS} FROM bindings WHERE next_at IS NOT NULL AND next_at <= ?1 \
+                 ORDER BY next_at LIMIT ?2"
+            ))?
+            .query_map(params![now, limit as i64], binding_row)?
+            .collect()
+        })
+    }
+
+    async fn next_deadline(&self) -> StoreResult<Option<i64>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT MIN(next_at) FROM bindings WHERE next_at IS NOT NULL")?
+                .query_row([], |r| r.get(0))
+        })
+    }
+
+    async fn change_status(&self, changes: Vec<StatusChange>, now: i64) -> StoreResult<Vec<bool>> {
+        self.write(move |c| {
+            changes
+                .iter()
+                .map(|ch| apply_change(c, ch, now).map_err(StoreError::from))
+                .collect()
+        })
+        .await
+    }
+
+    async fn scenario(&self, account_folded: &str) -> StoreResult<Option<ExchangeScenario>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT account, tenant_key, scenario, stage, reason FROM exchange_scenarios \
+                 WHERE account_folded = ?1",
+            )?
+            .query_row([account_folded], scenario_row)
+            .optional()
+        })
+    }
+
+    async fn put_scenario(&self, s: ExchangeScenario) -> StoreResult<()> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO exchange_scenarios \
+                 (account_folded, account, tenant_key, scenario, stage, reason) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    crate::domain::accounts::fold(&s.account),
+                    s.account,
+                    s.tenant_key,
+                    s.scenario,
+                    s.stage,
+                    s.reason
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_scenario(&self, tenant_key: &str, account_folded: &str) -> StoreResult<bool> {
+        let (t, a) = (tenant_key.to_string(), account_folded.to_string());
+        self.write(move |c| {
+            Ok(c.execute(
+                "DELETE FROM exchange_scenarios WHERE tenant_key = ?1 AND account_folded = ?2",
+                [&t, &a],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn delete_tenant_bindings(&self, tenant_key: &str) -> StoreResult<u64> {
+        let t = tenant_key.to_string();
+        self.write(move |c| {
+            c.execute(
+                "DELETE FROM binding_steps WHERE seq IN (SELECT seq FROM bindings WHERE tenant_key = ?1)",
+                [&t],
+            )?;
+            Ok(c.execute("DELETE FROM bindings WHERE tenant_key = ?1", [&t])? as u64)
+        })
+        .await
+    }
+
+    async fn reset(&self) -> StoreResult<()> {
+        self.write(|c| {
+            c.execute_batch(
+                "DELETE FROM tenants; DELETE FROM users; DELETE FROM exchange_admins; \
+                 DELETE FROM exchange_scenarios; DELETE FROM apps; DELETE FROM app_tokens; \
+                 DELETE FROM user_tokens; DELETE FROM bindings; DELETE FROM binding_steps;",
+            )?;
+            Ok(())
+        })
+        .await
     }
 }

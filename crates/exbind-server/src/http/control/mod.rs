@@ -23,6 +23,9 @@ use crate::state::{AppState, SharedState};
 use crate::store::{AppPatch, UserPatch};
 use crate::tokens;
 
+mod ops;
+mod sync;
+
 const MAX_PAGE_SIZE: usize = 500;
 
 pub fn routes(state: SharedState) -> Router<SharedState> {
@@ -40,11 +43,13 @@ pub fn routes(state: SharedState) -> Router<SharedState> {
         )
         .route(
             "/_exbind/v1/tenants/{tenant_key}/bindings",
-            get(list_bindings),
+            get(list_bindings).delete(sync::delete_tenant_bindings),
         )
         .route("/_exbind/v1/apps/{app_id}", get(get_app).patch(patch_app))
         .route("/_exbind/v1/user_access_tokens", post(mint))
         .route("/_exbind/v1/user_access_tokens/revoke", post(revoke))
+        .merge(sync::routes())
+        .merge(ops::routes())
         .route_layer(middleware::from_fn_with_state(state, require_admin))
 }
 
@@ -484,13 +489,19 @@ async fn list_bindings(
     } else {
         None
     };
-    let items: Vec<Value> = rows.iter().map(binding_view).collect();
+    let seqs: Vec<i64> = rows.iter().map(|b| b.seq).collect();
+    let histories = state.store.histories(&seqs).await?;
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|b| binding_view(b, histories.get(&b.seq).map_or(&[][..], Vec::as_slice)))
+        .collect();
     Ok(success(
         json!({"items": items, "has_more": has_more, "page_token": page_token}),
     ))
 }
 
-pub fn binding_view(b: &BindingRecord) -> Value {
+/// A binding as the control plane shows it, with its step history.
+pub fn binding_view(b: &BindingRecord, history: &[Step]) -> Value {
     let mut v = json!({
         "exchange_binding_id": b.id(),
         "admin_account": b.admin_account,
@@ -503,8 +514,7 @@ pub fn binding_view(b: &BindingRecord) -> Value {
     }
     v["created_at"] = json!(rfc3339(b.created_at));
     v["updated_at"] = json!(rfc3339(b.updated_at));
-    v["history"] = b
-        .history
+    v["history"] = history
         .iter()
         .map(|s| json!({"status": s.status, "at": rfc3339(s.at)}))
         .collect();

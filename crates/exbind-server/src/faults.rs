@@ -1,0 +1,181 @@
+//! Fault injection: rules that make matching requests answer a chosen documented error, or
+//! wait first. A rule matches a method and route template, optionally an app and a tenant; it
+//! applies to its next `times` matches, or to a `fraction` of them, until it expires.
+
+use exbind_api::ErrorCode;
+use parking_lot::Mutex;
+use rand::Rng;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultRule {
+    pub id: String,
+    pub method: String,
+    pub route: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_key: Option<String>,
+    /// Matches still to answer; `None` = every match (or a fraction of them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub times: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fraction: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "code_only")]
+    pub error: Option<ErrorCode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    /// Milliseconds since the epoch; `None` = never.
+    #[serde(skip)]
+    pub expires_at: Option<i64>,
+    /// How often the rule has fired.
+    pub hits: u64,
+}
+
+fn code_only<S: serde::Serializer>(e: &Option<ErrorCode>, s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct E {
+        code: i64,
+        status: u16,
+        msg: &'static str,
+    }
+    let c = e.expect("skipped when none");
+    E {
+        code: c.code(),
+        status: c.http_status(),
+        msg: c.msg(),
+    }
+    .serialize(s)
+}
+
+/// What a matching rule does to a request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fault {
+    pub error: Option<ErrorCode>,
+    pub latency_ms: u64,
+}
+
+#[derive(Default)]
+pub struct Faults {
+    rules: Mutex<Vec<FaultRule>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl Faults {
+    pub fn add(&self, mut rule: FaultRule) -> FaultRule {
+        let n = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        rule.id = format!("fault-{n}");
+        self.rules.lock().push(rule.clone());
+        rule
+    }
+
+    pub fn list(&self, now: i64) -> Vec<FaultRule> {
+        let mut rules = self.rules.lock();
+        rules.retain(|r| live(r, now));
+        rules.clone()
+    }
+
+    pub fn remove(&self, id: &str) -> bool {
+        let mut rules = self.rules.lock();
+        let before = rules.len();
+        rules.retain(|r| r.id != id);
+        rules.len() != before
+    }
+
+    pub fn clear(&self) {
+        self.rules.lock().clear();
+    }
+
+    /// The first live rule matching this request fires, if its dice say so.
+    pub fn check(
+        &self,
+        method: &str,
+        route: &str,
+        app_id: Option<&str>,
+        tenant_key: Option<&str>,
+        now: i64,
+    ) -> Option<Fault> {
+        let mut rules = self.rules.lock();
+        if rules.is_empty() {
+            return None;
+        }
+        rules.retain(|r| live(r, now));
+        let rule = rules.iter_mut().find(|r| {
+            r.method.eq_ignore_ascii_case(method)
+                && r.route == route
+                && r.app_id.as_deref().is_none_or(|a| Some(a) == app_id)
+                && r.tenant_key
+                    .as_deref()
+                    .is_none_or(|t| Some(t) == tenant_key)
+        })?;
+        if let Some(f) = rule.fraction {
+            if rand::rng().random::<f64>() >= f {
+                return None;
+            }
+        }
+        if let Some(t) = rule.times.as_mut() {
+            *t -= 1;
+        }
+        rule.hits += 1;
+        Some(Fault {
+            error: rule.error,
+            latency_ms: rule.latency_ms.unwrap_or(0),
+        })
+    }
+}
+
+fn live(r: &FaultRule, now: i64) -> bool {
+    r.times != Some(0) && r.expires_at.is_none_or(|e| now < e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(times: Option<u64>, fraction: Option<f64>) -> FaultRule {
+        FaultRule {
+            id: String::new(),
+            method: "GET".into(),
+            route: "/r".into(),
+            app_id: Some("a".into()),
+            tenant_key: None,
+            times,
+            fraction,
+            error: Some(ErrorCode::InternalError),
+            latency_ms: None,
+            expires_at: Some(100),
+            hits: 0,
+        }
+    }
+
+    #[test]
+    fn times_filters_and_expiry() {
+        let f = Faults::default();
+        let r = f.add(rule(Some(2), None));
+        assert_eq!(r.id, "fault-1");
+        assert!(f.check("GET", "/r", Some("b"), None, 0).is_none());
+        assert!(f.check("POST", "/r", Some("a"), None, 0).is_none());
+        assert!(f.check("get", "/r", Some("a"), Some("t"), 0).is_some());
+        assert!(f.check("GET", "/r", Some("a"), None, 0).is_some());
+        assert!(f.check("GET", "/r", Some("a"), None, 0).is_none());
+        assert!(f.list(0).is_empty());
+        f.add(rule(None, None));
+        assert!(f.check("GET", "/r", Some("a"), None, 99).is_some());
+        assert!(f.check("GET", "/r", Some("a"), None, 100).is_none());
+    }
+
+    #[test]
+    fn fraction_fires_about_that_often() {
+        let f = Faults::default();
+        f.add(rule(None, Some(0.25)));
+        let fired = (0..4000)
+            .filter(|_| f.check("GET", "/r", Some("a"), None, 0).is_some())
+            .count();
+        assert!((700..1300).contains(&fired), "{fired}");
+        assert!(f.remove("fault-1"));
+        assert!(!f.remove("fault-1"));
+    }
+}

@@ -1,0 +1,183 @@
+//! The request journal: the last N requests to the Feishu routes, without tokens or secrets.
+
+use std::collections::VecDeque;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    #[serde(skip)]
+    pub seq: u64,
+    /// RFC 3339.
+    pub time: String,
+    #[serde(skip)]
+    pub at_ms: i64,
+    pub method: String,
+    pub path: String,
+    pub route: String,
+    pub app_id: Option<String>,
+    pub tenant_key: Option<String>,
+    pub user_id: Option<String>,
+    pub status: u16,
+    pub code: i64,
+    pub log_id: String,
+    pub latency_ms: f64,
+}
+
+/// Which entries a query wants; every field given must match.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub method: Option<String>,
+    pub route: Option<String>,
+    pub app_id: Option<String>,
+    pub tenant_key: Option<String>,
+    pub user_id: Option<String>,
+    pub status: Option<u16>,
+    pub code: Option<i64>,
+    pub since_ms: Option<i64>,
+    /// Only entries older than this sequence number (paging).
+    pub before_seq: Option<u64>,
+}
+
+impl Filter {
+    fn matches(&self, e: &Entry) -> bool {
+        fn eq(want: &Option<String>, have: Option<&str>) -> bool {
+            want.as_deref().is_none_or(|w| Some(w) == have)
+        }
+        self.method
+            .as_deref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(&e.method))
+            && eq(&self.route, Some(&e.route))
+            && eq(&self.app_id, e.app_id.as_deref())
+            && eq(&self.tenant_key, e.tenant_key.as_deref())
+            && eq(&self.user_id, e.user_id.as_deref())
+            && self.status.is_none_or(|s| s == e.status)
+            && self.code.is_none_or(|c| c == e.code)
+            && self.since_ms.is_none_or(|s| e.at_ms >= s)
+            && self.before_seq.is_none_or(|b| e.seq < b)
+    }
+}
+
+pub struct Journal {
+    capacity: usize,
+    entries: Mutex<(u64, VecDeque<Entry>)>,
+}
+
+impl Journal {
+    pub fn new(capacity: usize) -> Journal {
+        Journal {
+            capacity,
+            entries: Mutex::new((0, VecDeque::new())),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.capacity > 0
+    }
+
+    pub fn record(&self, mut e: Entry) {
+        if !self.enabled() {
+            return;
+        }
+        let mut g = self.entries.lock();
+        g.0 += 1;
+        e.seq = g.0;
+        if g.1.len() == self.capacity {
+            g.1.pop_front();
+        }
+        g.1.push_back(e);
+    }
+
+    /// Newest first, at most `limit`; also the sequence number to page on from, if more match.
+    pub fn query(&self, f: &Filter, limit: usize) -> (Vec<Entry>, Option<u64>) {
+        let g = self.entries.lock();
+        let mut out: Vec<Entry> =
+            g.1.iter()
+                .rev()
+                .filter(|e| f.matches(e))
+                .take(limit + 1)
+                .cloned()
+                .collect();
+        let more = out.len() > limit;
+        out.truncate(limit);
+        let next = if more {
+            out.last().map(|e| e.seq)
+        } else {
+            None
+        };
+        (out, next)
+    }
+
+    pub fn by_log_id(&self, log_id: &str) -> Option<Entry> {
+        self.entries
+            .lock()
+            .1
+            .iter()
+            .rev()
+            .find(|e| e.log_id == log_id)
+            .cloned()
+    }
+
+    pub fn clear(&self) {
+        self.entries.lock().1.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(i: u32) -> Entry {
+        Entry {
+            seq: 0,
+            time: String::new(),
+            at_ms: i as i64,
+            method: if i.is_multiple_of(2) { "GET" } else { "POST" }.into(),
+            path: "/p".into(),
+            route: "/r".into(),
+            app_id: Some("a".into()),
+            tenant_key: None,
+            user_id: None,
+            status: 200,
+            code: 0,
+            log_id: format!("L{i}"),
+            latency_ms: 0.1,
+        }
+    }
+
+    #[test]
+    fn bounded_filtered_paged() {
+        let j = Journal::new(5);
+        for i in 0..8 {
+            j.record(entry(i));
+        }
+        let (all, next) = j.query(&Filter::default(), 10);
+        assert_eq!(
+            all.iter().map(|e| e.log_id.as_str()).collect::<Vec<_>>(),
+            ["L7", "L6", "L5", "L4", "L3"]
+        );
+        assert!(next.is_none());
+        let f = Filter {
+            method: Some("get".into()),
+            ..Default::default()
+        };
+        let (page, next) = j.query(&f, 1);
+        assert_eq!(page[0].log_id, "L6");
+        let (page2, _) = j.query(
+            &Filter {
+                before_seq: next,
+                ..f
+            },
+            5,
+        );
+        assert_eq!(
+            page2.iter().map(|e| e.log_id.as_str()).collect::<Vec<_>>(),
+            ["L4"]
+        );
+        assert!(j.by_log_id("L3").is_some() && j.by_log_id("L2").is_none());
+        let off = Journal::new(0);
+        off.record(entry(1));
+        assert!(off.query(&Filter::default(), 10).0.is_empty());
+    }
+}
