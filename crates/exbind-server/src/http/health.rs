@@ -20,6 +20,16 @@ pub fn routes() -> Router<SharedState> {
         )
         .route("/_exbind/readyz", get(ready))
         .route("/_exbind/metrics", get(metrics))
+        .route("/_exbind/openapi.json", get(openapi))
+}
+
+/// The OpenAPI 3.1 document of the Feishu routes and the control plane.
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, super::JSON_UTF8)],
+        include_str!("openapi.json"),
+    )
+        .into_response()
 }
 
 async fn ready(State(state): State<SharedState>) -> Result<Response, ApiError> {
