@@ -2,6 +2,7 @@
 //! server and client: the error table, the response envelope, the binding object and the
 //! `exchange_binding_id` codec. Pure: no I/O.
 
+pub mod accounts;
 mod binding;
 mod codes;
 mod envelope;

@@ -5,11 +5,11 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 
-use crate::domain::accounts::{address_problem, fold};
 use crate::domain::ids::IdSecret;
 use crate::domain::model::*;
 use crate::domain::scopes;
 use crate::store::{SeedPlan, Store, StoreError, UserRow};
+use exbind_api::accounts::{address_problem, fold};
 
 /// The built-in demo, loaded when no seed is given and the store is empty.
 pub const DEMO_SEED: &str = r#"

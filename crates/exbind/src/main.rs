@@ -1,11 +1,11 @@
-//! The `exbind` binary: `exbind serve` and (later) the client subcommands.
+//! The `exbind` binary: `exbind serve`, and the client subcommands that talk to exbind or to
+//! the real Feishu / Lark.
 
-use std::io::Write;
-use std::sync::Arc;
+mod cli;
+mod serve;
 
 use clap::{Parser, Subcommand};
-use exbind_server::{clock::SystemClock, ServeArgs, Server};
-use tracing_subscriber::EnvFilter;
+use exbind_server::ServeArgs;
 
 #[derive(Parser)]
 #[command(
@@ -22,74 +22,32 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Bind an Exchange account to a user.
+    Bind(cli::single::BindArgs),
+    /// Show a binding and its sync status.
+    Get(cli::single::GetArgs),
+    /// Unbind an Exchange account.
+    Unbind(cli::single::UnbindArgs),
+    /// Bind or unbind many accounts from a CSV file, under quota, resumable.
+    #[command(subcommand)]
+    Bulk(cli::bulk::BulkCommand),
+    /// Follow bindings until every one is done or err.
+    Watch(cli::watch::WatchArgs),
+    /// Drive the sync of an exbind server (control plane).
+    #[command(subcommand)]
+    Sync(cli::sync::SyncCommand),
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Bind(a) => cli::run(cli::single::bind(a)),
+        Command::Get(a) => cli::run(cli::single::get(a)),
+        Command::Unbind(a) => cli::run(cli::single::unbind(a)),
+        Command::Bulk(c) => cli::run(cli::bulk::run(c)),
+        Command::Watch(a) => cli::run(cli::watch::run(a)),
+        Command::Sync(c) => cli::run(cli::sync::run(c)),
     };
     std::process::exit(code);
-}
-
-fn serve(args: ServeArgs) -> i32 {
-    let (writer, _flush_guard) = tracing_appender::non_blocking(std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(writer)
-        .with_ansi(false)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("exbind: cannot start the runtime: {e}");
-            return 1;
-        }
-    };
-    runtime.block_on(async {
-        let server = match Server::start(&args, Arc::new(SystemClock)).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("exbind: {}", e.message);
-                return e.exit_code;
-            }
-        };
-        let listener = match tokio::net::TcpListener::bind(&args.listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("exbind: cannot listen on {}: {e}", args.listen);
-                return 1;
-            }
-        };
-        let addr = match listener.local_addr() {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("exbind: cannot read the listening address: {e}");
-                return 1;
-            }
-        };
-        let mut out = std::io::stdout().lock();
-        for line in server.banner(addr).await {
-            let _ = writeln!(out, "{line}");
-        }
-        let _ = out.flush();
-        drop(out);
-        server.serve(listener, shutdown_signal()).await;
-        tracing::info!("stopped");
-        0
-    })
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

@@ -1,6 +1,5 @@
 //! Pure domain logic: the identity model, scopes, ids, validation and the binding rules.
 
-pub mod accounts;
 pub mod ids;
 pub mod locks;
 pub mod model;

@@ -10,7 +10,6 @@ use http::{HeaderMap, Uri};
 use serde_json::Value;
 
 use super::{success, Payload};
-use crate::domain::accounts::{address_problem, fold};
 use crate::domain::model::{
     AdminAccount, AdminState, BindingRecord, CreateOutcome, NewBinding, User, UserStatus,
 };
@@ -19,6 +18,7 @@ use crate::domain::sync::Scenario;
 use crate::error::ApiError;
 use crate::pipeline::{authorize, Caller, CallerSlot, UserIdType};
 use crate::state::{AppState, SharedState};
+use exbind_api::accounts::{address_problem, fold};
 
 pub fn routes() -> Router<SharedState> {
     Router::new().route(COLLECTION_ROUTE, post(create)).route(

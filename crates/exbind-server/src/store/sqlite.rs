@@ -544,7 +544,7 @@ impl Store for SqliteStore {
             }
             for a in plan.admins {
                 let wanted = vec![
-                    V::Text(crate::domain::accounts::fold(&a.account)),
+                    V::Text(exbind_api::accounts::fold(&a.account)),
                     V::Text(a.account),
                     V::Text(a.tenant_key),
                     V::Text(a.state.as_str().into()),
@@ -556,7 +556,7 @@ impl Store for SqliteStore {
             }
             for s in plan.scenarios {
                 let wanted = vec![
-                    V::Text(crate::domain::accounts::fold(&s.account)),
+                    V::Text(exbind_api::accounts::fold(&s.account)),
                     V::Text(s.account),
                     V::Text(s.tenant_key),
                     V::Text(s.scenario),
@@ -783,7 +783,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_binding(&self, new: NewBinding) -> StoreResult<CreateOutcome> {
-        use crate::domain::accounts::fold;
+        use exbind_api::accounts::fold;
         self.write(move |c| {
             let exchange_folded = fold(&new.exchange_account);
             let admin_folded = fold(&new.admin_account);
@@ -849,7 +849,7 @@ impl Store for SqliteStore {
             let Some(b) = query_binding(c, &e)? else {
                 return Ok(None);
             };
-            if b.tenant_key != t || crate::domain::accounts::fold(&b.admin_account) != a {
+            if b.tenant_key != t || exbind_api::accounts::fold(&b.admin_account) != a {
                 return Ok(None);
             }
             c.prepare_cached("DELETE FROM bindings WHERE seq = ?1")?
@@ -953,7 +953,7 @@ impl Store for SqliteStore {
                  (account_folded, account, tenant_key, scenario, stage, reason) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
-                    crate::domain::accounts::fold(&s.account),
+                    exbind_api::accounts::fold(&s.account),
                     s.account,
                     s.tenant_key,
                     s.scenario,

@@ -14,7 +14,6 @@ use subtle::ConstantTimeEq;
 
 use super::{success, ApiPath as Path, ApiQuery as Query, Payload};
 use crate::clock::rfc3339;
-use crate::domain::accounts::fold;
 use crate::domain::model::*;
 use crate::domain::scopes;
 use crate::error::ApiError;
@@ -22,6 +21,7 @@ use crate::seed::{self, SeedError};
 use crate::state::{AppState, SharedState};
 use crate::store::{AppPatch, UserPatch};
 use crate::tokens;
+use exbind_api::accounts::fold;
 
 mod ops;
 mod sync;

@@ -10,12 +10,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{binding_view, parse_body, tenant_or_404};
-use crate::domain::accounts::{address_problem, fold};
 use crate::domain::model::{BindingRecord, ExchangeScenario, StatusChange, Step};
 use crate::error::ApiError;
 use crate::http::{success, ApiPath as Path, Payload};
 use crate::seed::check_scenario;
 use crate::state::{AppState, SharedState};
+use exbind_api::accounts::{address_problem, fold};
 
 pub fn routes() -> Router<SharedState> {
     Router::new()

@@ -1,0 +1,69 @@
+//! `exbind serve`.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use exbind_server::{clock::SystemClock, ServeArgs, Server};
+use tracing_subscriber::EnvFilter;
+
+pub fn run(args: ServeArgs) -> i32 {
+    let (writer, _flush_guard) = tracing_appender::non_blocking(std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(writer)
+        .with_ansi(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("exbind: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(async {
+        let server = match Server::start(&args, Arc::new(SystemClock)).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("exbind: {}", e.message);
+                return e.exit_code;
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("exbind: cannot listen on {}: {e}", args.listen);
+                return 1;
+            }
+        };
+        let addr = match listener.local_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("exbind: cannot read the listening address: {e}");
+                return 1;
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        for line in server.banner(addr).await {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+        drop(out);
+        server.serve(listener, shutdown_signal()).await;
+        tracing::info!("stopped");
+        0
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
