@@ -6,6 +6,7 @@ pub mod config;
 mod domain;
 mod error;
 mod faults;
+pub mod fixture;
 mod http;
 mod journal;
 mod limits;

@@ -205,13 +205,18 @@ impl<S: Send + Sync> FromRequest<S> for Payload {
             API_BODY_LIMIT
         };
         let auth = path.starts_with("/open-apis/auth/v3/");
+        // The rest of the body is never read, so the connection cannot carry another
+        // request: say so, or a keep-alive client would send its next request into it.
         let too_big = || -> Response {
-            if auth {
+            let mut r = if auth {
                 auth::flat_error(10003, "invalid param")
             } else {
                 ApiError::invalid("body", None, format!("request body exceeds {limit} bytes"))
                     .into_response()
-            }
+            };
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r
         };
         let declared = req
             .headers()

@@ -162,6 +162,47 @@ impl SqliteStore {
             .map_err(|_| StoreError("store writer stopped".into()))?
     }
 
+    /// Bulk-loads users and bindings (admin, exchange, user) in one transaction; for
+    /// benchmark fixtures.
+    pub async fn load_fixture(
+        &self,
+        tenant_key: &str,
+        users: Vec<UserRow>,
+        bindings: Vec<(String, String, String)>,
+        status: BindingStatus,
+    ) -> StoreResult<()> {
+        let t = tenant_key.to_string();
+        self.write(move |c| {
+            let mut ins_user = c.prepare(
+                "INSERT OR REPLACE INTO users (tenant_key, user_id, name, email, status, super_admin, ukey) \
+                 VALUES (?1, ?2, ?3, NULL, 'active', 0, ?4)",
+            )?;
+            for u in &users {
+                ins_user.execute(params![t, u.user.user_id, u.user.name, &u.key[..]])?;
+            }
+            let scenario = to_json(&crate::domain::sync::Scenario::Normal);
+            let mut ins = c.prepare(
+                "INSERT OR REPLACE INTO bindings (exchange_folded, admin_folded, admin_account, exchange_account, \
+                 tenant_key, user_id, status, reason, scenario, next_at, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, NULL, 0, 0)",
+            )?;
+            for (admin, exchange, user) in &bindings {
+                ins.execute(params![
+                    exbind_api::accounts::fold(exchange),
+                    exbind_api::accounts::fold(admin),
+                    admin,
+                    exchange,
+                    t,
+                    user,
+                    status.as_str(),
+                    scenario
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     fn read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> StoreResult<R> {
         let conn = match self.readers.lock().pop() {
             Some(c) => c,

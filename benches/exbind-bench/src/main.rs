@@ -1,0 +1,439 @@
+//! The exbind load benchmark.
+//!
+//! `exbind-bench run` measures, in one run on one machine, over loopback with quotas off:
+//! GET of a binding at 64 connections (ids drawn at random across the fixture), the durable
+//! write path (create then delete of fresh bindings), the token endpoint, and as the ceiling
+//! a minimal axum server answering a fixed JSON body on the same route, built with the same
+//! profile. Runs are interleaved (ceiling, exbind, ceiling, …) and the median of the rounds
+//! is reported with each exbind figure as a ratio to the ceiling. `--scale N` adds a fixture
+//! of N bindings: time to ready, GET throughput against the small fixture, and memory.
+
+mod load;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use exbind_server::fixture::Fixture;
+use load::{Phase, Stats};
+
+#[derive(Parser)]
+#[command(about = "Load benchmark of exbind against a fixed-JSON ceiling")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the benchmark.
+    Run(RunArgs),
+    /// The ceiling: a minimal axum server answering a fixed JSON body.
+    Ceiling {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Connections for the read and token phases.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Connections for the durable write phase.
+    #[arg(long, default_value_t = 64)]
+    write_connections: usize,
+    /// Rounds; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Bindings in the base fixture.
+    #[arg(long, default_value_t = 1000)]
+    bindings: usize,
+    /// Also measure with this many bindings (e.g. 1000000); 0 = skip.
+    #[arg(long, default_value_t = 0)]
+    scale: usize,
+    /// The exbind binary (default: beside this one).
+    #[arg(long)]
+    exbind: Option<PathBuf>,
+    /// Where fixtures are built and kept between runs.
+    #[arg(long, default_value = "target/bench-fixtures")]
+    fixtures: PathBuf,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match cli.command {
+        Cmd::Ceiling { listen } => rt.block_on(ceiling(listen)),
+        Cmd::Run(args) => {
+            if let Err(e) = rt.block_on(run(args)) {
+                eprintln!("exbind-bench: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
+const CEILING_BODY: &str = r#"{"code":0,"msg":"success","data":{"admin_account":"exadmin@bench.example","exchange_account":"user1@bench.example","user_id":"ou_0123456789abcdef0123456789abcdef","status":"done","exchange_binding_id":"ZXhhZG1pbkBiZW5jaC5leGFtcGxlIHVzZXIxQGJlbmNoLmV4YW1wbGU="}}"#;
+
+async fn ceiling(listen: String) {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/open-apis/calendar/v4/exchange_bindings/{*id}",
+        get(|| async {
+            (
+                [("content-type", "application/json; charset=utf-8")],
+                CEILING_BODY,
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(&listen).await.expect("bind");
+    println!(
+        "listening on http://{}",
+        listener.local_addr().expect("addr")
+    );
+    axum::serve(listener, app).await.expect("serve");
+}
+
+/// A child server and the address it printed.
+struct Proc {
+    child: Child,
+    addr: String,
+    started: Instant,
+    ready_after: Duration,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn start(mut cmd: Command) -> Result<Proc, String> {
+        use std::io::BufRead;
+        let started = Instant::now();
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+        let out = child.stdout.take().expect("piped");
+        let mut lines = std::io::BufReader::new(out).lines();
+        let addr = loop {
+            match lines.next() {
+                Some(Ok(l)) => {
+                    if let Some(a) = l.strip_prefix("listening on http://") {
+                        break a.trim().to_string();
+                    }
+                }
+                _ => return Err(format!("{cmd:?} exited before listening")),
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Proc {
+            child,
+            addr,
+            started,
+            ready_after: Duration::ZERO,
+        })
+    }
+
+    /// Waits until readyz answers 200; records how long that took from spawn.
+    async fn wait_ready(&mut self) -> Result<(), String> {
+        let url = format!("http://{}/_exbind/readyz", self.addr);
+        for _ in 0..500 {
+            if let Ok(r) = reqwest::get(&url).await {
+                if r.status().is_success() {
+                    self.ready_after = self.started.elapsed();
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err("server not ready after 5 s".into())
+    }
+
+    fn rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
+fn sibling(name: &str) -> PathBuf {
+    let me = std::env::current_exe().expect("current exe");
+    me.parent().expect("dir").join(name)
+}
+
+async fn fixture(dir: &Path, bound: usize, spare: usize) -> Result<PathBuf, String> {
+    let path = dir.join(format!("fixture-{bound}-{spare}"));
+    if path.join("exbind.sqlite3").exists() {
+        return Ok(path);
+    }
+    let tmp = dir.join(format!("building-{bound}-{spare}"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let t = Instant::now();
+    eprintln!("building a fixture of {bound} bindings and {spare} spare users …");
+    Fixture::build(&tmp, bound, spare).await?;
+    std::fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
+    eprintln!("  built in {:.1} s", t.elapsed().as_secs_f64());
+    Ok(path)
+}
+
+fn exbind_cmd(bin: &Path, data_dir: &Path) -> Command {
+    let mut c = Command::new(bin);
+    c.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--rate-limits",
+        "off",
+        "--journal-size",
+        "0",
+    ])
+    .arg("--data-dir")
+    .arg(data_dir)
+    .args(["--admin-token", "bench-admin"]);
+    c
+}
+
+async fn mint(addr: &str) -> Result<String, String> {
+    let ctl = exbind_client::ControlClient::new(&format!("http://{addr}"), "bench-admin")
+        .map_err(|e| e.to_string())?;
+    let r = ctl
+        .call(
+            reqwest::Method::POST,
+            "/_exbind/v1/user_access_tokens",
+            Some(serde_json::json!({"app_id": Fixture::APP_ID, "tenant_key": Fixture::TENANT, "user_id": Fixture::ADMIN_USER})),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(r.data["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// Median-of-rounds figures of one phase.
+#[derive(Default)]
+struct Series(Vec<Stats>);
+
+impl Series {
+    fn median(&self) -> Stats {
+        let mut v = self.0.clone();
+        v.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+        v[v.len() / 2].clone()
+    }
+}
+
+fn fsync_latency_ms(dir: &Path) -> f64 {
+    use std::io::Write;
+    let p = dir.join("fsync-probe");
+    let mut f = std::fs::File::create(&p).expect("probe file");
+    let mut times: Vec<f64> = (0..50)
+        .map(|_| {
+            f.write_all(&[0u8; 4096]).expect("write");
+            let t = Instant::now();
+            f.sync_data().expect("fsync");
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    let _ = std::fs::remove_file(&p);
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+async fn run(a: RunArgs) -> Result<(), String> {
+    let exbind = a.exbind.clone().unwrap_or_else(|| sibling("exbind"));
+    if !exbind.exists() {
+        return Err(format!(
+            "{} not found: build it with `cargo build --release -p exbind`",
+            exbind.display()
+        ));
+    }
+    std::fs::create_dir_all(&a.fixtures).map_err(|e| e.to_string())?;
+    let spare = 20_000;
+    let small = fixture(&a.fixtures, a.bindings, spare).await?;
+    let dur = Duration::from_secs_f64(a.seconds);
+
+    let mut ceiling = Proc::start({
+        let mut c = Command::new(std::env::current_exe().expect("exe"));
+        c.arg("ceiling");
+        c
+    })?;
+    let mut server = Proc::start(exbind_cmd(&exbind, &small))?;
+    server.wait_ready().await?;
+    let idle_rss = server.rss_mb();
+    let token = mint(&server.addr).await?;
+    // Let the ceiling come up too.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = ceiling.wait_ready_ceiling().await;
+
+    let (mut c_get, mut x_get, mut x_tok, mut x_write) = (
+        Series::default(),
+        Series::default(),
+        Series::default(),
+        Series::default(),
+    );
+    let mut write_base = 0usize;
+    for round in 0..a.rounds {
+        eprintln!("round {}/{} …", round + 1, a.rounds);
+        c_get.0.push(
+            load::run(
+                &ceiling.addr,
+                a.connections,
+                dur,
+                Phase::Get {
+                    token: token.clone(),
+                    bound: a.bindings,
+                },
+            )
+            .await,
+        );
+        x_get.0.push(
+            load::run(
+                &server.addr,
+                a.connections,
+                dur,
+                Phase::Get {
+                    token: token.clone(),
+                    bound: a.bindings,
+                },
+            )
+            .await,
+        );
+        x_tok
+            .0
+            .push(load::run(&server.addr, a.connections, dur, Phase::Token).await);
+        let w = load::run(
+            &server.addr,
+            a.write_connections,
+            dur,
+            Phase::CreateDelete {
+                token: token.clone(),
+                spare,
+                base: write_base,
+            },
+        )
+        .await;
+        write_base += w.count as usize;
+        x_write.0.push(w);
+    }
+    let loaded_rss = server.rss_mb();
+    let fsync = fsync_latency_ms(&small);
+
+    let (c, g, t, w) = (
+        c_get.median(),
+        x_get.median(),
+        x_tok.median(),
+        x_write.median(),
+    );
+    println!();
+    println!("machine: {} cores; {} s per measurement, median of {} rounds; fsync (4 KiB, data dir) median {fsync:.2} ms", std::thread::available_parallelism().map_or(0, |n| n.get()), a.seconds, a.rounds);
+    println!(
+        "{:<34} {:>10} {:>9} {:>9} {:>8} {:>8} {:>7}",
+        "phase", "req/s", "p50 ms", "p99 ms", "errors", "ratio", "p99 x"
+    );
+    let row = |name: &str, s: &Stats| {
+        println!(
+            "{:<34} {:>10.0} {:>9.3} {:>9.3} {:>8} {:>8.3} {:>7.2}",
+            name,
+            s.rps,
+            s.p50_ms,
+            s.p99_ms,
+            s.errors,
+            s.rps / c.rps,
+            s.p99_ms / c.p99_ms
+        );
+    };
+    row(&format!("ceiling GET ({} conns)", a.connections), &c);
+    row(&format!("exbind GET binding ({} conns)", a.connections), &g);
+    row(
+        &format!("exbind token endpoint ({} conns)", a.connections),
+        &t,
+    );
+    row(
+        &format!("exbind create+delete ({} conns)", a.write_connections),
+        &w,
+    );
+    println!("exbind resident memory: {idle_rss:.1} MB idle after start, {loaded_rss:.1} MB after the runs; ready {:.0} ms after start", server.ready_after.as_secs_f64() * 1000.0);
+    drop(server);
+
+    if a.scale > 0 {
+        let big = fixture(&a.fixtures, a.scale, spare).await?;
+        let mut s = Proc::start(exbind_cmd(&exbind, &big))?;
+        s.wait_ready().await?;
+        let idle = s.rss_mb();
+        let token = mint(&s.addr).await?;
+        let mut big_get = Series::default();
+        let mut small_get = Series::default();
+        for _ in 0..a.rounds {
+            big_get.0.push(
+                load::run(
+                    &s.addr,
+                    a.connections,
+                    dur,
+                    Phase::Get {
+                        token: token.clone(),
+                        bound: a.scale,
+                    },
+                )
+                .await,
+            );
+        }
+        let big_rss = s.rss_mb();
+        let ready = s.ready_after;
+        drop(s);
+        let mut small_srv = Proc::start(exbind_cmd(&exbind, &small))?;
+        small_srv.wait_ready().await?;
+        let token = mint(&small_srv.addr).await?;
+        for _ in 0..a.rounds {
+            small_get.0.push(
+                load::run(
+                    &small_srv.addr,
+                    a.connections,
+                    dur,
+                    Phase::Get {
+                        token: token.clone(),
+                        bound: a.bindings,
+                    },
+                )
+                .await,
+            );
+        }
+        let (b, sm) = (big_get.median(), small_get.median());
+        println!();
+        println!("with {} bindings: ready {:.0} ms after start; GET {:.0} req/s (p99 {:.3} ms) = {:.3} of the {}-binding figure ({:.0} req/s); resident memory {idle:.1} MB idle, {big_rss:.1} MB after the runs",
+            a.scale, ready.as_secs_f64() * 1000.0, b.rps, b.p99_ms, b.rps / sm.rps, a.bindings, sm.rps);
+    }
+    Ok(())
+}
+
+impl Proc {
+    async fn wait_ready_ceiling(&mut self) -> Result<(), String> {
+        let url = format!(
+            "http://{}/open-apis/calendar/v4/exchange_bindings/x",
+            self.addr
+        );
+        for _ in 0..500 {
+            if reqwest::get(&url).await.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err("ceiling not ready".into())
+    }
+}

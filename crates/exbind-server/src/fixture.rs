@@ -1,0 +1,114 @@
+//! Large data sets for benchmarks, written straight into a store in one transaction (a
+//! million bindings would be a 100 MB seed document).
+
+use std::path::Path;
+
+use exbind_api::BindingStatus;
+
+use crate::domain::ids::IdSecret;
+use crate::domain::model::{User, UserStatus};
+use crate::seed;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, UserRow};
+
+/// What a fixture holds: one tenant, one app with every scope, one super admin, `bound`
+/// users each with a binding (status `done`) and `spare` users without one.
+pub struct Fixture {
+    pub bound: usize,
+    pub spare: usize,
+}
+
+impl Fixture {
+    pub const TENANT: &'static str = "bench";
+    pub const APP_ID: &'static str = "cli_bench";
+    pub const APP_SECRET: &'static str = "bench-secret";
+    pub const ADMIN_USER: &'static str = "admin";
+    pub const EXCHANGE_ADMIN: &'static str = "exadmin@bench.example";
+
+    pub fn bound_user(i: usize) -> String {
+        format!("user{i}")
+    }
+    pub fn bound_exchange(i: usize) -> String {
+        format!("user{i}@bench.example")
+    }
+    pub fn bound_id(i: usize) -> String {
+        exbind_api::id::encode(Self::EXCHANGE_ADMIN, &Self::bound_exchange(i))
+    }
+    pub fn spare_user(i: usize) -> String {
+        format!("spare{i}")
+    }
+    pub fn spare_exchange(i: usize) -> String {
+        format!("spare{i}@bench.example")
+    }
+
+    fn seed() -> String {
+        format!(
+            r#"
+[[tenants]]
+tenant_key = "{t}"
+[[tenants.users]]
+user_id = "{u}"
+super_admin = true
+[[tenants.exchange_admins]]
+account = "{a}"
+[[apps]]
+app_id = "{id}"
+app_secret = "{secret}"
+tenants = ["{t}"]
+scopes = ["calendar:calendar", "calendar:calendar:readonly", "calendar:exchange.bindings:create",
+          "calendar:exchange.bindings:read", "calendar:exchange.bindings:delete",
+          "contact:user.email:readonly", "contact:user.employee_id:readonly"]
+"#,
+            t = Self::TENANT,
+            u = Self::ADMIN_USER,
+            a = Self::EXCHANGE_ADMIN,
+            id = Self::APP_ID,
+            secret = Self::APP_SECRET,
+        )
+    }
+
+    /// Writes the fixture into the store in `data_dir` (which no server may hold).
+    pub async fn build(data_dir: &Path, bound: usize, spare: usize) -> Result<Fixture, String> {
+        let store = SqliteStore::open(data_dir).map_err(|e| e.to_string())?;
+        let secret: [u8; 32] = rand::random();
+        let secret = store
+            .meta_init("id_secret", secret.to_vec())
+            .await
+            .map_err(|e| e.to_string())?;
+        let ids = IdSecret::new(&secret);
+        let doc = seed::parse_toml(&Self::seed()).map_err(|v| format!("{v:?}"))?;
+        let plan = seed::plan(doc, &store, &ids)
+            .await
+            .map_err(|e| e.to_string())?;
+        store.apply_seed(plan).await.map_err(|e| e.to_string())?;
+        let user = |user_id: String| UserRow {
+            key: ids.user_key(Self::TENANT, &user_id),
+            user: User {
+                tenant_key: Self::TENANT.into(),
+                name: user_id.clone(),
+                user_id,
+                email: None,
+                status: UserStatus::Active,
+                super_admin: false,
+            },
+        };
+        let users: Vec<UserRow> = (0..bound)
+            .map(|i| user(Self::bound_user(i)))
+            .chain((0..spare).map(|i| user(Self::spare_user(i))))
+            .collect();
+        let bindings: Vec<(String, String, String)> = (0..bound)
+            .map(|i| {
+                (
+                    Self::EXCHANGE_ADMIN.to_string(),
+                    Self::bound_exchange(i),
+                    Self::bound_user(i),
+                )
+            })
+            .collect();
+        store
+            .load_fixture(Self::TENANT, users, bindings, BindingStatus::Done)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Fixture { bound, spare })
+    }
+}
