@@ -47,23 +47,35 @@ pub fn run(args: ServeArgs) -> i32 {
                 return 1;
             }
         };
+        // Handlers go in before the banner, so a signal right after it stops us cleanly.
+        let shutdown = match shutdown_signal() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("exbind: cannot handle signals: {e}");
+                return 1;
+            }
+        };
         let mut out = std::io::stdout().lock();
         for line in server.banner(addr).await {
             let _ = writeln!(out, "{line}");
         }
         let _ = out.flush();
         drop(out);
-        server.serve(listener, shutdown_signal()).await;
+        server.serve(listener, shutdown).await;
         tracing::info!("stopped");
         0
     })
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM; both handlers are installed when this returns.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }

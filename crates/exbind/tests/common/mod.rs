@@ -218,11 +218,12 @@ impl Server {
             cmd.arg("--seed").arg(p);
         }
         cmd.args(&self.args);
+        for k in ["RUST_LOG", "EXBIND_ADMIN_TOKEN"] {
+            cmd.env_remove(k);
+        }
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
-        cmd.env_remove("RUST_LOG");
-        cmd.env_remove("EXBIND_ADMIN_TOKEN");
         cmd
     }
 
@@ -308,6 +309,28 @@ impl Server {
             assert!(
                 Instant::now() < deadline,
                 "server did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Send a signal (`TERM`, `INT`, ...) and return the exit status.
+    pub fn signal(&mut self, sig: &str) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(c.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(st.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop after SIG{sig}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -1048,6 +1071,28 @@ impl Server {
         self.raw(req.as_bytes())
     }
 
+    /// A raw HTTP/1.1 request with `Connection: close`, extra headers and a body of bytes.
+    pub fn raw_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> RawResp {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr(),
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        self.raw(&bytes)
+    }
+
     /// POSTs `{"app_id","app_secret"}` to a token endpoint.
     pub async fn token_call(&self, path: &str, app_id: &str, secret: &str) -> Resp {
         let body = json!({"app_id": app_id, "app_secret": secret});
@@ -1113,6 +1158,26 @@ impl Server {
         false
     }
 
+    /// Waits (up to 5 s) for a stdout line starting with `prefix` and returns it.
+    pub async fn wait_stdout_line(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(l) = self
+                .stdout_lines()
+                .into_iter()
+                .find(|l| l.starts_with(prefix))
+            {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no stdout line starting with {prefix:?} in {:?}",
+                self.stdout_lines()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Sends `n` copies of a request at once; answers in completion order.
     pub async fn burst(
         &self,
@@ -1165,5 +1230,141 @@ pub fn find_all<'a>(v: &'a Value, key: &str, out: &mut Vec<&'a Value>) {
         }
         Value::Array(a) => a.iter().for_each(|x| find_all(x, key, out)),
         _ => {}
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers for the sync engine, faults, journal and reset tests.
+// ---------------------------------------------------------------------------------------
+
+/// Milliseconds since the epoch of an RFC 3339 time (`2024-05-01T10:00:00.123Z`, any offset).
+#[track_caller]
+pub fn rfc3339_ms(s: &str) -> i64 {
+    let bad = || panic!("not an RFC 3339 time: {s:?}");
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
+        bad();
+    }
+    let n = |r: std::ops::Range<usize>| -> i64 {
+        s.get(r).and_then(|x| x.parse().ok()).unwrap_or_else(bad)
+    };
+    let (y, mo, d, h, mi, sec) = (n(0..4), n(5..7), n(8..10), n(11..13), n(14..16), n(17..19));
+    let mut i = 19;
+    let mut frac_ms = 0i64;
+    if b[i] == b'.' {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits = &s[start..i];
+        if digits.is_empty() {
+            bad();
+        }
+        let padded = format!("{:0<3}", &digits[..digits.len().min(3)]);
+        frac_ms = padded.parse().unwrap();
+    }
+    let offset_min = match &s[i..] {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
+            let v = n(i + 1..i + 3) * 60 + n(i + 4..i + 6);
+            if o.starts_with('-') {
+                -v
+            } else {
+                v
+            }
+        }
+        _ => bad(),
+    };
+    // Days from civil (Howard Hinnant).
+    let (yy, mm) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * mm + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    ((days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60) * 1000) + frac_ms
+}
+
+/// The `(status, at in ms)` steps of a binding view's `history`.
+#[track_caller]
+pub fn history_of(view: &Value) -> Vec<(String, i64)> {
+    view["history"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no history in {view}"))
+        .iter()
+        .map(|s| {
+            (
+                s["status"].as_str().expect("history status").to_string(),
+                rfc3339_ms(s["at"].as_str().expect("history at")),
+            )
+        })
+        .collect()
+}
+
+/// Just the statuses of a binding view's `history`.
+pub fn history_statuses(view: &Value) -> Vec<String> {
+    history_of(view).into_iter().map(|(s, _)| s).collect()
+}
+
+impl Server {
+    /// The control-plane view of one binding (from the tenant's bindings list), if any.
+    pub async fn binding_row(&self, tenant: &str, id: &str) -> Option<Value> {
+        self.list_bindings(tenant)
+            .await
+            .into_iter()
+            .find(|b| b["exchange_binding_id"] == id)
+    }
+
+    /// Polls the bindings list until the binding has `status` (up to `timeout`); returns its
+    /// view, panicking with the last one seen when it never gets there.
+    pub async fn wait_binding(
+        &self,
+        tenant: &str,
+        id: &str,
+        status: &str,
+        timeout: Duration,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let row = self.binding_row(tenant, id).await;
+            if let Some(r) = &row {
+                if r["status"] == status {
+                    return r.clone();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "binding {id} did not reach {status} within {timeout:?}; last seen {row:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Every entry of the request journal matching `query` (`method=GET&…`), all pages,
+    /// newest first, and the raw texts of the pages.
+    pub async fn journal_all(&self, query: &str) -> (Vec<Value>, Vec<String>) {
+        let mut items = Vec::new();
+        let mut texts = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut path = format!("/_exbind/v1/requests?page_size=50&{query}");
+            if let Some(t) = &token {
+                path.push_str(&format!("&page_token={}", pct(t)));
+            }
+            let r = self.admin(Method::GET, &path, None).await;
+            let data = r.ok().clone();
+            texts.push(r.text.clone());
+            items.extend(data["items"].as_array().cloned().unwrap_or_default());
+            if data["has_more"] != true {
+                break;
+            }
+            token = Some(data["page_token"].as_str().expect("page_token").to_string());
+        }
+        (items, texts)
     }
 }

@@ -1,0 +1,168 @@
+//! The official SDKs against the real server: `tests/sdk/python/exchange_binding_flow.py`
+//! (lark-oapi) and `tests/sdk/node/exchange_binding_flow.mjs` (@larksuiteoapi/node-sdk) each
+//! run create → get → delete → get through the SDK's typed methods with a user token, then
+//! show that a tenant token gets 99991663 (see shared spec sdk-compat.md).
+//!
+//! The SDKs are installed by `tests/sdk/install.sh`. Without them these tests fail, unless
+//! `EXBIND_SKIP_SDK=1`, which skips them.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const TENANT: &str = "sdkco";
+const APP_ID: &str = "cli_sdk";
+const APP_SECRET: &str = "sdk-secret";
+const CALLER: &str = "sdk-admin";
+const ADMIN_ACCOUNT: &str = "exadmin@sdk.example";
+
+/// One tenant with a super admin (the caller), one user to bind per SDK, an Exchange admin
+/// account and an app with every scope (the email scope makes the accounts visible in `data`).
+const SDK_SEED: &str = r#"
+[[tenants]]
+tenant_key = "sdkco"
+name = "SDK Co"
+
+[[tenants.users]]
+user_id = "sdk-admin"
+name = "SDK Admin"
+super_admin = true
+
+[[tenants.users]]
+user_id = "py-user"
+email = "py-user@sdk.example"
+
+[[tenants.users]]
+user_id = "node-user"
+email = "node-user@sdk.example"
+
+[[tenants.exchange_admins]]
+account = "exadmin@sdk.example"
+
+[[apps]]
+app_id = "cli_sdk"
+app_secret = "sdk-secret"
+tenants = ["sdkco"]
+scopes = ["calendar:calendar", "calendar:calendar:readonly", "calendar:exchange.bindings:create",
+          "calendar:exchange.bindings:read", "calendar:exchange.bindings:delete",
+          "contact:user.email:readonly", "contact:user.employee_id:readonly"]
+"#;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
+}
+
+/// `None` when `EXBIND_SKIP_SDK=1` (the caller skips); panics when the SDK is not installed.
+fn prerequisite(sdk: &str, installed: &Path) -> Option<()> {
+    if std::env::var("EXBIND_SKIP_SDK").as_deref() == Ok("1") {
+        println!("skipped: {sdk} SDK compatibility test (EXBIND_SKIP_SDK=1)");
+        return None;
+    }
+    assert!(
+        installed.exists(),
+        "the {sdk} SDK is not installed ({} is missing): run tests/sdk/install.sh \
+         (or set EXBIND_SKIP_SDK=1 to skip the SDK tests)",
+        installed.display()
+    );
+    Some(())
+}
+
+/// An Exchange account `{prefix}{n}@sdk.example` whose binding id contains `=` (so Python
+/// sends `%3D`) and neither `+` nor `/` (which the Node SDK would put in the path raw).
+fn exchange_account(prefix: &str) -> (String, String) {
+    (0..100)
+        .map(|n| format!("{prefix}{n}@sdk.example"))
+        .map(|acct| {
+            let id = binding_id(ADMIN_ACCOUNT, &acct);
+            (acct, id)
+        })
+        .find(|(_, id)| id.contains('=') && !id.contains('+') && !id.contains('/'))
+        .expect("an exchange account with a suitable id")
+}
+
+/// Starts a server with `SDK_SEED`, mints the caller's user token, looks up the bound user's
+/// open_id, runs `program args…` with the flow's environment and asserts it exits 0.
+async fn run_flow(sdk: &str, program: &Path, args: &[PathBuf], user: &str, prefix: &str) {
+    let s = Server::builder().seed(SDK_SEED).start();
+    let token = s.mint(APP_ID, TENANT, CALLER).await;
+    let open_id = s.user_ids(TENANT, user, APP_ID).await["open_id"]
+        .as_str()
+        .expect("data.open_id")
+        .to_string();
+    let (exchange, id) = exchange_account(prefix);
+
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(repo_root())
+        .env("EXBIND_BASE_URL", &s.base)
+        .env("APP_ID", APP_ID)
+        .env("APP_SECRET", APP_SECRET)
+        .env("USER_ACCESS_TOKEN", &token)
+        .env("ADMIN_ACCOUNT", ADMIN_ACCOUNT)
+        .env("EXCHANGE_ACCOUNT", &exchange)
+        .env("USER_OPEN_ID", &open_id)
+        .env("NO_PROXY", "127.0.0.1,localhost,::1")
+        .env("no_proxy", "127.0.0.1,localhost,::1");
+    for var in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        cmd.env_remove(var);
+    }
+    let (status, out, err) =
+        tokio::task::spawn_blocking(move || run_to_exit(cmd, Duration::from_secs(120)))
+            .await
+            .unwrap();
+    assert!(
+        status.success(),
+        "the {sdk} SDK flow failed ({status}) against {} (binding id {id}).\n\
+         --- stdout ---\n{out}\n--- stderr ---\n{err}\n--- exbind log ---\n{}",
+        s.base,
+        s.stderr_text()
+    );
+    print!("{out}");
+
+    // The flow deleted what it created.
+    let left = s.list_bindings(TENANT).await;
+    assert!(
+        left.is_empty(),
+        "bindings left after the {sdk} flow: {left:?}"
+    );
+}
+
+#[tokio::test]
+async fn python_sdk_lark_oapi_flow() {
+    let root = repo_root();
+    let python = root.join("tests/sdk/python/.venv/bin/python");
+    if prerequisite("Python", &python).is_none() {
+        return;
+    }
+    let script = root.join("tests/sdk/python/exchange_binding_flow.py");
+    run_flow("Python", &python, &[script], "py-user", "py").await;
+}
+
+#[tokio::test]
+async fn node_sdk_larksuiteoapi_flow() {
+    let root = repo_root();
+    let sdk = root.join("tests/sdk/node/node_modules/@larksuiteoapi/node-sdk");
+    if prerequisite("Node", &sdk).is_none() {
+        return;
+    }
+    let node = Command::new("node").arg("--version").output();
+    assert!(
+        node.as_ref().is_ok_and(|o| o.status.success()),
+        "`node --version` failed ({node:?}): the Node SDK test needs Node 20 on PATH"
+    );
+    let script = root.join("tests/sdk/node/exchange_binding_flow.mjs");
+    run_flow("Node", Path::new("node"), &[script], "node-user", "node").await;
+}
