@@ -15,6 +15,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+
+/// The same allocator as the exbind binary, so the ceiling is built like it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use exbind_server::fixture::Fixture;
 use load::{Phase, Stats};
 

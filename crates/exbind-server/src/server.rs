@@ -25,6 +25,7 @@ use crate::limits::{Limiter, Limits};
 use crate::metrics::Metrics;
 use crate::seed::{self, SeedError};
 use crate::state::{AppState, SharedState};
+use crate::store::cached::CachedStore;
 use crate::store::sqlite::{OpenError, SqliteStore};
 use crate::store::Store;
 use crate::tokens;
@@ -68,6 +69,8 @@ fn runtime_error(e: impl std::fmt::Display) -> StartError {
 
 pub struct Server {
     state: SharedState,
+    /// The store's cache, whose binding index fills once serving starts.
+    cached: Arc<CachedStore>,
     /// The admin token when it was generated (and so may be printed).
     generated_admin_token: Option<String>,
 }
@@ -82,7 +85,10 @@ impl Server {
         if args.redis_url.is_some() {
             return Err(config_error("--redis-url (Redis) is not supported yet"));
         }
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&args.data_dir)?);
+        let cached = Arc::new(CachedStore::new(Arc::new(SqliteStore::open(
+            &args.data_dir,
+        )?)));
+        let store: Arc<dyn Store> = cached.clone();
 
         let secret: [u8; 32] = rand::rng().random();
         let secret = store
@@ -140,6 +146,7 @@ impl Server {
         });
         Ok(Server {
             state,
+            cached,
             generated_admin_token: generated,
         })
     }
@@ -195,6 +202,7 @@ impl Server {
     /// finish (bounded by `DRAIN_TIMEOUT`).
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let router = crate::http::router(self.state.clone());
+        self.cached.fill_index();
         let (stop_sync, stop_rx) = tokio::sync::watch::channel(false);
         let engine = tokio::spawn(crate::sync::run(self.state.clone(), stop_rx));
         let graceful = GracefulShutdown::new();

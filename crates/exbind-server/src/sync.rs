@@ -59,6 +59,7 @@ async fn tick(state: &SharedState) -> StoreResult<bool> {
             let p = catch_up(&state.schedule, &b.scenario, b.status, b.next_at, now);
             StatusChange {
                 seq: b.seq,
+                exchange_folded: exbind_api::accounts::fold(&b.exchange_account),
                 from: b.status,
                 status: p.status,
                 reason: p.reason.or(b.reason),

@@ -7,7 +7,7 @@ use exbind_server::{clock::SystemClock, ServeArgs, Server};
 use tracing_subscriber::EnvFilter;
 
 pub fn run(args: ServeArgs) -> i32 {
-    let (writer, _flush_guard) = tracing_appender::non_blocking(std::io::stderr());
+    let (writer, _flush_guard) = crate::logwriter::stderr();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

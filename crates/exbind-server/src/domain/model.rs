@@ -168,11 +168,35 @@ impl BindingRecord {
 #[derive(Debug, Clone)]
 pub struct StatusChange {
     pub seq: i64,
+    /// The binding's Exchange account, folded: its key.
+    pub exchange_folded: String,
     pub from: BindingStatus,
     pub status: BindingStatus,
     pub reason: Option<String>,
     pub next_at: Option<i64>,
     pub steps: Vec<Step>,
+}
+
+/// What a Feishu GET shows of a binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingView {
+    pub admin_account: String,
+    pub exchange_account: String,
+    pub tenant_key: String,
+    pub user_id: String,
+    pub status: BindingStatus,
+}
+
+impl From<BindingRecord> for BindingView {
+    fn from(b: BindingRecord) -> Self {
+        BindingView {
+            admin_account: b.admin_account,
+            exchange_account: b.exchange_account,
+            tenant_key: b.tenant_key,
+            user_id: b.user_id,
+            status: b.status,
+        }
+    }
 }
 
 /// A binding to be made.

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{success, Payload};
 use crate::domain::model::{
-    AdminAccount, AdminState, BindingRecord, CreateOutcome, NewBinding, User, UserStatus,
+    AdminAccount, AdminState, BindingView, CreateOutcome, NewBinding, User, UserStatus,
 };
 use crate::domain::scopes::{self, BindingMethod, COLLECTION_ROUTE};
 use crate::domain::sync::Scenario;
@@ -73,7 +73,7 @@ async fn create(
     }
     match outcome {
         CreateOutcome::Created(b) | CreateOutcome::Existing(b) => {
-            Ok(success(render(&state, &caller, &b)))
+            Ok(success(render(&state, &caller, BindingView::from(b))))
         }
         CreateOutcome::ExchangeTaken => Err(ApiError::invalid(
             "exchange_account",
@@ -100,13 +100,13 @@ async fn get_binding(
     let admin = admin_account(&state, &caller, &key.admin_account).await?;
     let binding = state
         .store
-        .binding(&fold(&key.exchange_account))
+        .binding_view(&fold(&key.exchange_account))
         .await?
         .filter(|b| {
             b.tenant_key == caller.tenant_key() && fold(&b.admin_account) == fold(&admin.account)
         })
         .ok_or(ErrorCode::BindingNotFound)?;
-    Ok(success(render(&state, &caller, &binding)))
+    Ok(success(render(&state, &caller, binding)))
 }
 
 async fn delete_binding(
@@ -184,7 +184,7 @@ async fn target_user(state: &AppState, caller: &Caller, id: &str) -> Result<User
 }
 
 /// The binding as this caller may see it (contract §4.5).
-fn render(state: &AppState, caller: &Caller, b: &BindingRecord) -> Binding {
+fn render(state: &AppState, caller: &Caller, b: BindingView) -> Binding {
     let show_accounts = caller.app.has_scope(scopes::EMAIL);
     let key = || state.ids.user_key(&b.tenant_key, &b.user_id);
     let user_id = match caller.user_id_type {
@@ -193,11 +193,11 @@ fn render(state: &AppState, caller: &Caller, b: &BindingRecord) -> Binding {
         UserIdType::UnionId => state.ids.union_id(&key(), &caller.app.developer),
     };
     Binding {
-        admin_account: show_accounts.then(|| b.admin_account.clone()),
-        exchange_account: show_accounts.then(|| b.exchange_account.clone()),
+        exchange_binding_id: exbind_api::id::encode(&b.admin_account, &b.exchange_account),
+        admin_account: show_accounts.then_some(b.admin_account),
+        exchange_account: show_accounts.then_some(b.exchange_account),
         user_id,
         status: b.status,
-        exchange_binding_id: b.id(),
     }
 }
 

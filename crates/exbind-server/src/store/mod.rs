@@ -1,6 +1,8 @@
 //! Storage: the `Store` trait the rest of the server sees, and its implementations. SQL lives
 //! only in this module. Every write is one transaction, acknowledged only once durable.
 
+pub mod cached;
+mod index;
 mod schema;
 pub mod sqlite;
 
@@ -113,6 +115,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// The binding of an Exchange account (by folded address), in any tenant.
     async fn binding(&self, exchange_folded: &str) -> StoreResult<Option<BindingRecord>>;
+    /// The same, as a Feishu GET shows it (what the hot path reads).
+    async fn binding_view(&self, exchange_folded: &str) -> StoreResult<Option<BindingView>> {
+        Ok(self.binding(exchange_folded).await?.map(BindingView::from))
+    }
+    /// All bindings in sequence order, after sequence number `after`.
+    async fn scan_bindings(&self, after: i64, limit: usize) -> StoreResult<Vec<BindingRecord>>;
     async fn create_binding(&self, new: NewBinding) -> StoreResult<CreateOutcome>;
     /// Removes the binding of (admin, exchange) in the tenant, if there is one.
     async fn delete_binding(

@@ -701,20 +701,21 @@ impl Store for SqliteStore {
                 return Ok(None);
             }
             if state == AdminState::Failed {
-                let syncing: Vec<(i64, BindingStatus)> = c
+                let syncing: Vec<(i64, BindingStatus, String)> = c
                     .prepare(
-                        "SELECT seq, status FROM bindings WHERE admin_folded = ?1 \
+                        "SELECT seq, status, exchange_folded FROM bindings WHERE admin_folded = ?1 \
                          AND status NOT IN ('done', 'err')",
                     )?
                     .query_map([&key], |r| {
-                        Ok((r.get(0)?, parse_col(r, 1, BindingStatus::parse)?))
+                        Ok((r.get(0)?, parse_col(r, 1, BindingStatus::parse)?, r.get(2)?))
                     })?
                     .collect::<rusqlite::Result<_>>()?;
-                for (seq, from) in syncing {
+                for (seq, from, exchange_folded) in syncing {
                     apply_change(
                         c,
                         &StatusChange {
                             seq,
+                            exchange_folded,
                             from,
                             status: BindingStatus::Err,
                             reason: Some("admin account binding failed".into()),
@@ -900,6 +901,16 @@ impl Store for SqliteStore {
             Ok(Some(b))
         })
         .await
+    }
+
+    async fn scan_bindings(&self, after: i64, limit: usize) -> StoreResult<Vec<BindingRecord>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {BINDING_COLS} FROM bindings WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            ))?
+            .query_map(params![after, limit as i64], binding_row)?
+            .collect()
+        })
     }
 
     async fn list_bindings(

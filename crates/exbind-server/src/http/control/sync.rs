@@ -132,6 +132,7 @@ async fn move_to(
     let now = state.now();
     let change = StatusChange {
         seq: b.seq,
+        exchange_folded: fold(&b.exchange_account),
         from: b.status,
         status,
         reason,
@@ -234,6 +235,7 @@ async fn complete(
                 }
                 StatusChange {
                     seq: b.seq,
+                    exchange_folded: fold(&b.exchange_account),
                     from: b.status,
                     status: BindingStatus::Done,
                     reason: None,

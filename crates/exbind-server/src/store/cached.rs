@@ -1,0 +1,342 @@
+//! A read-through cache in front of a store, for what every request reads: user tokens, apps,
+//! tenants, users and admin accounts. Writes go through to the store and drop what they
+//! change from the cache, so a read after an acknowledged write sees it. Valid while this
+//! process is the store's only writer; each map is bounded.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use exbind_api::BindingStatus;
+
+use super::index::{BindingIndex, Lookup};
+use super::*;
+
+/// Entries one map keeps before it starts over.
+const MAX_ENTRIES: usize = 100_000;
+
+/// A map with a generation count: a value loaded before a write dropped its key is not
+/// cached, so a slow read cannot put back what a write just changed.
+struct Map<K, V> {
+    entries: DashMap<K, V>,
+    generation: AtomicU64,
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> Map<K, V> {
+    fn new() -> Self {
+        Map {
+            entries: DashMap::new(),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    async fn get_or_load<F>(&self, key: K, load: F) -> StoreResult<Option<V>>
+    where
+        F: std::future::Future<Output = StoreResult<Option<V>>>,
+    {
+        if let Some(v) = self.entries.get(&key) {
+            return Ok(Some(v.clone()));
+        }
+        let before = self.generation.load(Ordering::Acquire);
+        let v = load.await?;
+        if let Some(v) = &v {
+            if self.entries.len() >= MAX_ENTRIES {
+                self.entries.clear();
+            }
+            self.entries.insert(key.clone(), v.clone());
+            // A write finished while we read: what we read may be older than it.
+            if self.generation.load(Ordering::Acquire) != before {
+                self.entries.remove(&key);
+            }
+        }
+        Ok(v)
+    }
+
+    /// Called after a write to `key` is durable.
+    fn forget(&self, key: &K) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.entries.remove(key);
+    }
+
+    fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.entries.clear();
+    }
+}
+
+pub struct CachedStore {
+    inner: Arc<dyn Store>,
+    bindings: Arc<BindingIndex>,
+    tokens: Map<[u8; 32], UserToken>,
+    apps: Map<String, App>,
+    tenants: Map<String, Tenant>,
+    users: Map<(String, String), User>,
+    admins: Map<String, AdminAccount>,
+}
+
+impl CachedStore {
+    /// Wraps `inner`; the binding index answers `Unknown` until `fill_index` has run.
+    pub fn new(inner: Arc<dyn Store>) -> CachedStore {
+        CachedStore {
+            bindings: Arc::default(),
+            inner,
+            tokens: Map::new(),
+            apps: Map::new(),
+            tenants: Map::new(),
+            users: Map::new(),
+            admins: Map::new(),
+        }
+    }
+
+    /// Fills the binding index from the store, in the background.
+    pub fn fill_index(&self) {
+        self.refill_bindings();
+    }
+
+    /// Empties the binding index and fills it again from the store, in the background.
+    fn refill_bindings(&self) {
+        let (index, store) = (self.bindings.clone(), self.inner.clone());
+        let epoch = index.invalidate();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let mut after = 0;
+            loop {
+                if index.epoch() != epoch {
+                    return;
+                }
+                let batch = match store.scan_bindings(after, 2000).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot fill the binding index; retrying");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                let Some(last) = batch.last() else { break };
+                after = last.seq;
+                if !index.load(epoch, &batch) {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+            index.finish(epoch);
+            tracing::info!(
+                bindings = index.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "binding index filled"
+            );
+        });
+    }
+
+    fn clear(&self) {
+        self.tokens.clear();
+        self.apps.clear();
+        self.tenants.clear();
+        self.users.clear();
+        self.admins.clear();
+    }
+}
+
+#[async_trait]
+impl Store for CachedStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+    async fn meta_init(&self, key: &str, value: Vec<u8>) -> StoreResult<Vec<u8>> {
+        self.inner.meta_init(key, value).await
+    }
+
+    async fn tenant(&self, tenant_key: &str) -> StoreResult<Option<Tenant>> {
+        self.tenants
+            .get_or_load(tenant_key.to_string(), self.inner.tenant(tenant_key))
+            .await
+    }
+    async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
+        self.inner.tenants().await
+    }
+    async fn user_count(&self, tenant_key: &str) -> StoreResult<u64> {
+        self.inner.user_count(tenant_key).await
+    }
+    async fn user(&self, tenant_key: &str, user_id: &str) -> StoreResult<Option<User>> {
+        self.users
+            .get_or_load(
+                (tenant_key.to_string(), user_id.to_string()),
+                self.inner.user(tenant_key, user_id),
+            )
+            .await
+    }
+    async fn user_by_key(&self, key: &UserKey) -> StoreResult<Option<User>> {
+        self.inner.user_by_key(key).await
+    }
+    async fn app(&self, app_id: &str) -> StoreResult<Option<App>> {
+        self.apps
+            .get_or_load(app_id.to_string(), self.inner.app(app_id))
+            .await
+    }
+    async fn admin_account(&self, account_folded: &str) -> StoreResult<Option<AdminAccount>> {
+        self.admins
+            .get_or_load(
+                account_folded.to_string(),
+                self.inner.admin_account(account_folded),
+            )
+            .await
+    }
+    async fn admin_accounts(&self, tenant_key: &str) -> StoreResult<Vec<AdminAccount>> {
+        self.inner.admin_accounts(tenant_key).await
+    }
+    async fn scenarios(&self, tenant_key: &str) -> StoreResult<Vec<ExchangeScenario>> {
+        self.inner.scenarios(tenant_key).await
+    }
+
+    async fn apply_seed(&self, plan: SeedPlan) -> StoreResult<SeedCounts> {
+        let r = self.inner.apply_seed(plan).await;
+        self.clear();
+        r
+    }
+    async fn patch_user(
+        &self,
+        tenant_key: &str,
+        user_id: &str,
+        patch: UserPatch,
+    ) -> StoreResult<Option<User>> {
+        let r = self.inner.patch_user(tenant_key, user_id, patch).await;
+        self.users
+            .forget(&(tenant_key.to_string(), user_id.to_string()));
+        r
+    }
+    async fn patch_app(&self, app_id: &str, patch: AppPatch) -> StoreResult<Option<App>> {
+        let r = self.inner.patch_app(app_id, patch).await;
+        self.apps.forget(&app_id.to_string());
+        r
+    }
+    async fn set_admin_state(
+        &self,
+        account_folded: &str,
+        state: AdminState,
+        now: i64,
+    ) -> StoreResult<Option<AdminAccount>> {
+        let r = self.inner.set_admin_state(account_folded, state, now).await;
+        self.admins.forget(&account_folded.to_string());
+        if state == AdminState::Failed {
+            // It may have moved any number of bindings to err.
+            self.refill_bindings();
+        }
+        r
+    }
+
+    async fn issue_app_token(
+        &self,
+        candidate: AppToken,
+        now: i64,
+        min_left_ms: i64,
+    ) -> StoreResult<AppToken> {
+        self.inner
+            .issue_app_token(candidate, now, min_left_ms)
+            .await
+    }
+    async fn insert_user_token(&self, hash: [u8; 32], token: UserToken) -> StoreResult<()> {
+        self.inner.insert_user_token(hash, token).await
+    }
+    async fn user_token(&self, hash: &[u8; 32]) -> StoreResult<Option<UserToken>> {
+        self.tokens
+            .get_or_load(*hash, self.inner.user_token(hash))
+            .await
+    }
+    async fn revoke_user_token(&self, hash: &[u8; 32]) -> StoreResult<bool> {
+        let r = self.inner.revoke_user_token(hash).await;
+        self.tokens.forget(hash);
+        r
+    }
+
+    async fn binding(&self, exchange_folded: &str) -> StoreResult<Option<BindingRecord>> {
+        self.inner.binding(exchange_folded).await
+    }
+    async fn binding_view(&self, exchange_folded: &str) -> StoreResult<Option<BindingView>> {
+        match self.bindings.lookup(exchange_folded) {
+            Lookup::Hit(v) => Ok(Some(v)),
+            Lookup::Absent => Ok(None),
+            Lookup::Unknown => self.inner.binding_view(exchange_folded).await,
+        }
+    }
+    async fn scan_bindings(&self, after: i64, limit: usize) -> StoreResult<Vec<BindingRecord>> {
+        self.inner.scan_bindings(after, limit).await
+    }
+    async fn create_binding(&self, new: NewBinding) -> StoreResult<CreateOutcome> {
+        let r = self.inner.create_binding(new).await;
+        if let Ok(CreateOutcome::Created(b)) = &r {
+            self.bindings.put(&BindingView::from(b.clone()));
+        }
+        r
+    }
+    async fn delete_binding(
+        &self,
+        tenant_key: &str,
+        admin_folded: &str,
+        exchange_folded: &str,
+    ) -> StoreResult<Option<BindingRecord>> {
+        let r = self
+            .inner
+            .delete_binding(tenant_key, admin_folded, exchange_folded)
+            .await;
+        if let Ok(Some(_)) = &r {
+            self.bindings.remove(exchange_folded);
+        }
+        r
+    }
+    async fn list_bindings(
+        &self,
+        tenant_key: &str,
+        after: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<BindingRecord>> {
+        self.inner.list_bindings(tenant_key, after, limit).await
+    }
+    async fn binding_counts(&self) -> StoreResult<Vec<(BindingStatus, u64)>> {
+        self.inner.binding_counts().await
+    }
+    async fn histories(&self, seqs: &[i64]) -> StoreResult<HashMap<i64, Vec<Step>>> {
+        self.inner.histories(seqs).await
+    }
+    async fn due_bindings(&self, now: i64, limit: usize) -> StoreResult<Vec<BindingRecord>> {
+        self.inner.due_bindings(now, limit).await
+    }
+    async fn next_deadline(&self) -> StoreResult<Option<i64>> {
+        self.inner.next_deadline().await
+    }
+    async fn change_status(&self, changes: Vec<StatusChange>, now: i64) -> StoreResult<Vec<bool>> {
+        let moved: Vec<(String, BindingStatus)> = changes
+            .iter()
+            .map(|c| (c.exchange_folded.clone(), c.status))
+            .collect();
+        let applied = self.inner.change_status(changes, now).await?;
+        for ((key, status), ok) in moved.iter().zip(&applied) {
+            if *ok {
+                self.bindings.set_status(key, *status);
+            }
+        }
+        Ok(applied)
+    }
+    async fn scenario(&self, account_folded: &str) -> StoreResult<Option<ExchangeScenario>> {
+        self.inner.scenario(account_folded).await
+    }
+    async fn put_scenario(&self, scenario: ExchangeScenario) -> StoreResult<()> {
+        self.inner.put_scenario(scenario).await
+    }
+    async fn delete_scenario(&self, tenant_key: &str, account_folded: &str) -> StoreResult<bool> {
+        self.inner.delete_scenario(tenant_key, account_folded).await
+    }
+    async fn delete_tenant_bindings(&self, tenant_key: &str) -> StoreResult<u64> {
+        let r = self.inner.delete_tenant_bindings(tenant_key).await;
+        self.refill_bindings();
+        r
+    }
+    async fn reset(&self) -> StoreResult<()> {
+        let r = self.inner.reset().await;
+        self.clear();
+        self.refill_bindings();
+        r
+    }
+}

@@ -1,0 +1,278 @@
+//! The binding index: what a Feishu GET needs of every binding, in memory, so the hot path
+//! reads no database. About 110 bytes a binding: accounts and tenants are interned, keys are
+//! 64-bit hashes of the folded Exchange address (a collision is detected and served from the
+//! store).
+//!
+//! It is filled in the background after start; until then, and for any key whose truth it may
+//! have missed while filling, lookups answer `Unknown` and the caller reads the store. Every
+//! binding write in this process updates it after the write is durable.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use dashmap::{DashMap, DashSet};
+use exbind_api::accounts::fold;
+use exbind_api::BindingStatus;
+use parking_lot::RwLock;
+
+use crate::domain::model::{BindingRecord, BindingView};
+
+struct Entry {
+    admin: u32,
+    tenant: u32,
+    exchange: Box<str>,
+    user_id: Box<str>,
+    status: BindingStatus,
+}
+
+pub enum Lookup {
+    Hit(BindingView),
+    Absent,
+    /// The index cannot tell: read the store.
+    Unknown,
+}
+
+#[derive(Default)]
+struct Names {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct BindingIndex {
+    entries: DashMap<u64, Entry>,
+    names: RwLock<Names>,
+    /// Keys changed while the index was filling, whose truth it may not hold.
+    dirty: DashSet<u64>,
+    /// Keys two addresses hash to.
+    collided: DashSet<u64>,
+    complete: AtomicBool,
+    epoch: AtomicU64,
+    /// Held shared while a batch is loaded, exclusively while the index is emptied.
+    gate: RwLock<()>,
+}
+
+fn key(exchange_folded: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    exchange_folded.hash(&mut h);
+    h.finish()
+}
+
+fn same_account(spelling: &str, folded: &str) -> bool {
+    spelling == folded || fold(spelling) == folded
+}
+
+impl BindingIndex {
+    fn intern(&self, name: &str) -> u32 {
+        if let Some(id) = self.names.read().ids.get(name) {
+            return *id;
+        }
+        let mut n = self.names.write();
+        if let Some(id) = n.ids.get(name) {
+            return *id;
+        }
+        let id = n.names.len() as u32;
+        n.names.push(name.to_string());
+        n.ids.insert(name.to_string(), id);
+        id
+    }
+
+    fn entry(&self, v: &BindingView) -> Entry {
+        Entry {
+            admin: self.intern(&v.admin_account),
+            tenant: self.intern(&v.tenant_key),
+            exchange: v.exchange_account.as_str().into(),
+            user_id: v.user_id.as_str().into(),
+            status: v.status,
+        }
+    }
+
+    pub fn lookup(&self, exchange_folded: &str) -> Lookup {
+        let k = key(exchange_folded);
+        if self.dirty.contains(&k) || self.collided.contains(&k) {
+            return Lookup::Unknown;
+        }
+        match self.entries.get(&k) {
+            Some(e) if same_account(&e.exchange, exchange_folded) => {
+                let names = self.names.read();
+                Lookup::Hit(BindingView {
+                    admin_account: names.names[e.admin as usize].clone(),
+                    exchange_account: e.exchange.to_string(),
+                    tenant_key: names.names[e.tenant as usize].clone(),
+                    user_id: e.user_id.to_string(),
+                    status: e.status,
+                })
+            }
+            Some(_) => Lookup::Unknown,
+            None if self.complete.load(Ordering::Acquire) => Lookup::Absent,
+            None => Lookup::Unknown,
+        }
+    }
+
+    /// A binding that now exists, as it is.
+    pub fn put(&self, v: &BindingView) {
+        let folded = fold(&v.exchange_account);
+        let k = key(&folded);
+        let entry = self.entry(v);
+        match self.entries.entry(k) {
+            dashmap::Entry::Occupied(mut o) => {
+                if same_account(&o.get().exchange, &folded) {
+                    o.insert(entry);
+                } else {
+                    self.collided.insert(k);
+                }
+            }
+            dashmap::Entry::Vacant(slot) => {
+                slot.insert(entry);
+            }
+        }
+        self.dirty.remove(&k);
+    }
+
+    /// A binding that no longer exists.
+    pub fn remove(&self, exchange_folded: &str) {
+        let k = key(exchange_folded);
+        self.entries
+            .remove_if(&k, |_, e| same_account(&e.exchange, exchange_folded));
+        if !self.complete.load(Ordering::Acquire) {
+            self.dirty.insert(k);
+        }
+    }
+
+    /// A binding's new status.
+    pub fn set_status(&self, exchange_folded: &str, status: BindingStatus) {
+        let k = key(exchange_folded);
+        match self.entries.get_mut(&k) {
+            Some(mut e) if same_account(&e.exchange, exchange_folded) => e.status = status,
+            _ => {
+                self.dirty.insert(k);
+            }
+        }
+    }
+
+    /// Empties the index and starts a new filling; returns its epoch.
+    pub fn invalidate(&self) -> u64 {
+        let _g = self.gate.write();
+        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        self.complete.store(false, Ordering::Release);
+        self.entries.clear();
+        self.dirty.clear();
+        self.collided.clear();
+        epoch
+    }
+
+    /// Adds what the store held, unless a write since then says otherwise. False when the
+    /// filling of `epoch` was superseded.
+    pub fn load(&self, epoch: u64, batch: &[BindingRecord]) -> bool {
+        let _g = self.gate.read();
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            return false;
+        }
+        for b in batch {
+            let folded = fold(&b.exchange_account);
+            let k = key(&folded);
+            if self.dirty.contains(&k) {
+                continue;
+            }
+            let v = BindingView::from(b.clone());
+            let mut collision = false;
+            self.entries
+                .entry(k)
+                .and_modify(|e| collision = !same_account(&e.exchange, &folded))
+                .or_insert_with(|| self.entry(&v));
+            if collision {
+                self.collided.insert(k);
+            }
+        }
+        true
+    }
+
+    pub fn finish(&self, epoch: u64) {
+        let _g = self.gate.read();
+        if self.epoch.load(Ordering::Acquire) == epoch {
+            self.complete.store(true, Ordering::Release);
+        }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(ex: &str, status: BindingStatus) -> BindingView {
+        BindingView {
+            admin_account: "Admin@x".into(),
+            exchange_account: ex.into(),
+            tenant_key: "t".into(),
+            user_id: "u".into(),
+            status,
+        }
+    }
+
+    fn record(seq: i64, ex: &str) -> BindingRecord {
+        BindingRecord {
+            seq,
+            admin_account: "Admin@x".into(),
+            exchange_account: ex.into(),
+            tenant_key: "t".into(),
+            user_id: "u".into(),
+            status: BindingStatus::Doing,
+            reason: None,
+            scenario: Default::default(),
+            next_at: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn unknown_until_filled_then_exact() {
+        let ix = BindingIndex::default();
+        let e = ix.invalidate();
+        assert!(matches!(ix.lookup("a@x"), Lookup::Unknown));
+        assert!(ix.load(e, &[record(1, "A@x"), record(2, "b@x")]));
+        ix.finish(e);
+        match ix.lookup("a@x") {
+            Lookup::Hit(v) => assert_eq!(v.exchange_account, "A@x"),
+            _ => panic!("expected a hit"),
+        }
+        assert!(matches!(ix.lookup("zzz@x"), Lookup::Absent));
+        ix.set_status("b@x", BindingStatus::Done);
+        assert!(matches!(ix.lookup("b@x"), Lookup::Hit(v) if v.status == BindingStatus::Done));
+        ix.remove("b@x");
+        assert!(matches!(ix.lookup("b@x"), Lookup::Absent));
+        ix.put(&view("c@x", BindingStatus::Doing));
+        assert!(matches!(ix.lookup("c@x"), Lookup::Hit(_)));
+    }
+
+    #[test]
+    fn writes_while_filling_win_over_older_reads() {
+        let ix = BindingIndex::default();
+        let e = ix.invalidate();
+        // Deleted and changed before the filler gets to them: the filler's rows are older.
+        ix.remove("a@x");
+        ix.set_status("b@x", BindingStatus::Err);
+        ix.put(&view("c@x", BindingStatus::Done));
+        assert!(ix.load(e, &[record(1, "a@x"), record(2, "b@x"), record(3, "c@x")]));
+        ix.finish(e);
+        assert!(matches!(ix.lookup("a@x"), Lookup::Unknown));
+        assert!(matches!(ix.lookup("b@x"), Lookup::Unknown));
+        assert!(matches!(ix.lookup("c@x"), Lookup::Hit(v) if v.status == BindingStatus::Done));
+        // A superseded filling loads nothing.
+        let e2 = ix.invalidate();
+        assert!(!ix.load(e, &[record(4, "d@x")]));
+        ix.finish(e);
+        assert!(matches!(ix.lookup("d@x"), Lookup::Unknown));
+        ix.finish(e2);
+        assert!(matches!(ix.lookup("d@x"), Lookup::Absent));
+    }
+}
