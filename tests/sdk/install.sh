@@ -46,3 +46,28 @@ else
   (cd "$node_dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
   echo "$want" > "$stamp"
 fi
+
+# --- OpenAPI checker --------------------------------------------------------------------
+# tests/openapi/.venv: openapi-spec-validator and schemathesis (tests/openapi/requirements.txt)
+# for tests/openapi/check.py, which crates/exbind/tests/openapi.rs runs against the server.
+oa_dir="$(cd "$here/../openapi" && pwd)"
+oa_venv="$oa_dir/.venv"
+oa_stamp="$oa_venv/.exbind-requirements.sha256"
+oa_want="$(sha "$oa_dir/requirements.txt")"
+if [[ -x "$oa_venv/bin/python" && -f "$oa_stamp" && "$(cat "$oa_stamp")" == "$oa_want" ]]; then
+  echo "openapi: up to date ($oa_venv)"
+else
+  echo "openapi: installing into $oa_venv"
+  if ! "$python" -m venv --clear "$oa_venv"; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+      apt-get install -y -q python3-venv
+      "$python" -m venv --clear "$oa_venv"
+    else
+      echo "openapi: '$python -m venv' failed; install python3-venv" >&2
+      exit 1
+    fi
+  fi
+  "$oa_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$oa_dir/requirements.txt"
+  "$oa_venv/bin/python" -c 'import openapi_spec_validator, schemathesis'
+  echo "$oa_want" > "$oa_stamp"
+fi

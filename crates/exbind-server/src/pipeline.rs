@@ -12,7 +12,6 @@ use crate::domain::scopes::{self, BindingMethod};
 use crate::error::ApiError;
 use crate::limits::Budget;
 use crate::state::AppState;
-use crate::tokens;
 
 /// Which id of a user the request speaks in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +117,7 @@ pub async fn authorize(
         }
         Some("u-") => state
             .store
-            .user_token(&tokens::hash(raw))
+            .user_token(raw)
             .await?
             .filter(|t| !t.revoked)
             .ok_or(ErrorCode::InvalidUserToken)?,

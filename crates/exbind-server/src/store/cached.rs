@@ -70,7 +70,8 @@ impl<K: Eq + Hash + Clone, V: Clone> Map<K, V> {
 pub struct CachedStore {
     inner: Arc<dyn Store>,
     bindings: Arc<BindingIndex>,
-    tokens: Map<[u8; 32], UserToken>,
+    /// Keyed by the token itself, so a hit costs no hashing.
+    tokens: Map<String, UserToken>,
     apps: Map<String, App>,
     tenants: Map<String, Tenant>,
     users: Map<(String, String), User>,
@@ -237,17 +238,17 @@ impl Store for CachedStore {
             .issue_app_token(candidate, now, min_left_ms)
             .await
     }
-    async fn insert_user_token(&self, hash: [u8; 32], token: UserToken) -> StoreResult<()> {
-        self.inner.insert_user_token(hash, token).await
+    async fn insert_user_token(&self, token: &str, record: UserToken) -> StoreResult<()> {
+        self.inner.insert_user_token(token, record).await
     }
-    async fn user_token(&self, hash: &[u8; 32]) -> StoreResult<Option<UserToken>> {
+    async fn user_token(&self, token: &str) -> StoreResult<Option<UserToken>> {
         self.tokens
-            .get_or_load(*hash, self.inner.user_token(hash))
+            .get_or_load(token.to_string(), self.inner.user_token(token))
             .await
     }
-    async fn revoke_user_token(&self, hash: &[u8; 32]) -> StoreResult<bool> {
-        let r = self.inner.revoke_user_token(hash).await;
-        self.tokens.forget(hash);
+    async fn revoke_user_token(&self, token: &str) -> StoreResult<bool> {
+        let r = self.inner.revoke_user_token(token).await;
+        self.tokens.forget(&token.to_string());
         r
     }
 

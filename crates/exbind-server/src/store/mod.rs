@@ -27,6 +27,12 @@ impl From<rusqlite::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What a store keeps of a user token: its SHA-256, so the store never holds a usable token.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes()).into()
+}
+
 /// A user with the key its open_id and union_id are derived from.
 #[derive(Debug, Clone)]
 pub struct UserRow {
@@ -108,10 +114,11 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         min_left_ms: i64,
     ) -> StoreResult<AppToken>;
-    async fn insert_user_token(&self, hash: [u8; 32], token: UserToken) -> StoreResult<()>;
-    async fn user_token(&self, hash: &[u8; 32]) -> StoreResult<Option<UserToken>>;
+    /// Keeps a user token; stores keep only its hash (`token_hash`).
+    async fn insert_user_token(&self, token: &str, record: UserToken) -> StoreResult<()>;
+    async fn user_token(&self, token: &str) -> StoreResult<Option<UserToken>>;
     /// Returns whether such a token existed.
-    async fn revoke_user_token(&self, hash: &[u8; 32]) -> StoreResult<bool>;
+    async fn revoke_user_token(&self, token: &str) -> StoreResult<bool>;
 
     /// The binding of an Exchange account (by folded address), in any tenant.
     async fn binding(&self, exchange_folded: &str) -> StoreResult<Option<BindingRecord>>;

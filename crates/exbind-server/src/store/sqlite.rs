@@ -777,7 +777,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_user_token(&self, hash: [u8; 32], t: UserToken) -> StoreResult<()> {
+    async fn insert_user_token(&self, token: &str, t: UserToken) -> StoreResult<()> {
+        let hash = token_hash(token);
         self.write(move |c| {
             c.execute(
                 "INSERT INTO user_tokens (token_hash, app_id, tenant_key, user_id, scopes, expires_at, revoked) \
@@ -789,7 +790,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn user_token(&self, hash: &[u8; 32]) -> StoreResult<Option<UserToken>> {
+    async fn user_token(&self, token: &str) -> StoreResult<Option<UserToken>> {
+        let hash = token_hash(token);
         self.read(|c| {
             c.prepare_cached(
                 "SELECT app_id, tenant_key, user_id, scopes, expires_at, revoked FROM user_tokens \
@@ -809,8 +811,8 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn revoke_user_token(&self, hash: &[u8; 32]) -> StoreResult<bool> {
-        let hash = *hash;
+    async fn revoke_user_token(&self, token: &str) -> StoreResult<bool> {
+        let hash = token_hash(token);
         self.write(move |c| {
             Ok(c.execute(
                 "UPDATE user_tokens SET revoked = 1 WHERE token_hash = ?1",

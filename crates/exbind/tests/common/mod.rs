@@ -1368,3 +1368,142 @@ impl Server {
         (items, texts)
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Helpers for the client-side tests (CLI single operations, bulk, watch).
+// ---------------------------------------------------------------------------------------
+
+/// What a finished CLI run printed, and its exit code.
+#[derive(Debug)]
+pub struct CliOut {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOut {
+    /// Asserts exit status 0.
+    #[track_caller]
+    pub fn success(&self) -> &Self {
+        assert_eq!(self.code, Some(0), "expected success: {self:#?}");
+        self
+    }
+    /// The stdout parsed as one JSON document.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
+    }
+}
+
+/// `exbind ARGS` with the client's environment cleared (no base URL, token, config or admin
+/// token from the environment, and no user config file).
+pub fn cli_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(exbind_bin());
+    cmd.args(args);
+    for k in [
+        "EXBIND_BASE_URL",
+        "FEISHU_USER_ACCESS_TOKEN",
+        "EXBIND_CONFIG",
+        "EXBIND_ADMIN_TOKEN",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(k);
+    }
+    cmd.env("XDG_CONFIG_HOME", "/nonexistent/exbind-test-config");
+    cmd.env("HOME", "/nonexistent/exbind-test-home");
+    cmd
+}
+
+/// Runs a CLI command to its exit (at most `timeout`).
+pub fn cli_run(cmd: Command, timeout: Duration) -> CliOut {
+    let (status, stdout, stderr) = run_to_exit(cmd, timeout);
+    CliOut {
+        code: status.code(),
+        stdout,
+        stderr,
+    }
+}
+
+/// A seed TOML with tenant `tenant`, its super admin `boss`, the admin account `admin` and
+/// `n` plain users `{prefix}00000`…, plus app `app` (every scope) installed there.
+pub fn many_users_seed(tenant: &str, admin: &str, app: &str, prefix: &str, n: usize) -> String {
+    let mut s = format!(
+        "[[tenants]]\ntenant_key = \"{tenant}\"\n\n[[tenants.users]]\nuser_id = \"boss\"\nsuper_admin = true\n\n[[tenants.exchange_admins]]\naccount = \"{admin}\"\n\n"
+    );
+    for i in 0..n {
+        s.push_str(&format!(
+            "[[tenants.users]]\nuser_id = \"{prefix}{i:05}\"\n\n"
+        ));
+    }
+    s.push_str(&format!(
+        "[[apps]]\napp_id = \"{app}\"\napp_secret = \"{app}-secret\"\ntenants = [\"{tenant}\"]\nscopes = [\"calendar:calendar\", \"calendar:calendar:readonly\", \"calendar:exchange.bindings:create\", \"calendar:exchange.bindings:read\", \"calendar:exchange.bindings:delete\", \"contact:user.email:readonly\", \"contact:user.employee_id:readonly\"]\n"
+    ));
+    s
+}
+
+impl Server {
+    /// `GET /_exbind/metrics` as text.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(self.url("/_exbind/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// Every journal entry matching `query`, all pages (page size 1000), newest first.
+    pub async fn journal_entries(&self, query: &str) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut path = format!("/_exbind/v1/requests?page_size=1000&{query}");
+            if let Some(t) = &token {
+                path.push_str(&format!("&page_token={}", pct(t)));
+            }
+            let r = self.admin(Method::GET, &path, None).await;
+            let data = r.ok().clone();
+            items.extend(data["items"].as_array().cloned().unwrap_or_default());
+            if data["has_more"] != true {
+                break;
+            }
+            token = Some(data["page_token"].as_str().expect("page_token").to_string());
+        }
+        items
+    }
+
+    /// Adds a fault rule; panics unless it is accepted.
+    pub async fn add_fault(&self, rule: Value) -> Value {
+        let r = self
+            .admin(Method::POST, "/_exbind/v1/faults", Some(&rule))
+            .await;
+        r.ok().clone()
+    }
+
+    /// All bindings of a tenant (page size 500).
+    pub async fn all_bindings(&self, tenant: &str) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut path = format!("/_exbind/v1/tenants/{tenant}/bindings?page_size=500");
+            if let Some(t) = &token {
+                path.push_str(&format!("&page_token={}", pct(t)));
+            }
+            let r = self.admin(Method::GET, &path, None).await;
+            let data = r.ok().clone();
+            items.extend(data["items"].as_array().cloned().unwrap_or_default());
+            if data["has_more"] != true {
+                break;
+            }
+            token = Some(data["page_token"].as_str().unwrap().to_string());
+        }
+        items
+    }
+}
+
+/// The journal routes of the binding endpoints.
+pub const CREATE_ROUTE: &str = "/open-apis/calendar/v4/exchange_bindings";
+pub const ONE_ROUTE: &str = "/open-apis/calendar/v4/exchange_bindings/{exchange_binding_id}";

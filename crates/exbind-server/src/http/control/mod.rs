@@ -27,6 +27,9 @@ mod ops;
 mod sync;
 
 const MAX_PAGE_SIZE: usize = 500;
+/// The longest lifetime, in seconds, a minted token or a fault rule may ask for (ten years);
+/// beyond it deadlines would overflow.
+pub const MAX_EXPIRES_IN: i64 = 10 * 365 * 24 * 3600;
 
 pub fn routes(state: SharedState) -> Router<SharedState> {
     Router::new()
@@ -395,11 +398,11 @@ async fn mint(
         }
     };
     let expires_in = m.expires_in.unwrap_or(state.token_ttl);
-    if expires_in < 1 {
+    if !(1..=MAX_EXPIRES_IN).contains(&expires_in) {
         return Err(ApiError::invalid(
             "expires_in",
             Some(expires_in.to_string()),
-            "expires_in must be an integer ≥ 1",
+            format!("expires_in must be an integer from 1 to {MAX_EXPIRES_IN}"),
         ));
     }
     let (token, _) = tokens::mint_user_token(
@@ -432,11 +435,7 @@ async fn revoke(
     Payload(body): Payload,
 ) -> Result<Response, ApiError> {
     let r: RevokeBody = parse_body(&body)?;
-    if !state
-        .store
-        .revoke_user_token(&tokens::hash(&r.access_token))
-        .await?
-    {
+    if !state.store.revoke_user_token(&r.access_token).await? {
         return Err(ApiError::not_found("user access token not found"));
     }
     Ok(success(json!({"revoked": true})))

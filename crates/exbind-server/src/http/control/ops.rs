@@ -8,7 +8,7 @@ use exbind_api::ErrorCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::parse_body;
+use super::{parse_body, MAX_EXPIRES_IN};
 use crate::clock::rfc3339;
 use crate::domain::scopes::{COLLECTION_ROUTE, ITEM_ROUTE};
 use crate::error::ApiError;
@@ -119,11 +119,13 @@ async fn add_fault(
             "a rule needs an error, a latency_ms, or both",
         );
     }
-    if f.expires_in.is_some_and(|e| e < 1) {
+    if f.expires_in
+        .is_some_and(|e| !(1..=MAX_EXPIRES_IN).contains(&e))
+    {
         err = err.field(
             "expires_in",
             f.expires_in.map(|e| e.to_string()),
-            "expires_in must be at least 1 second",
+            format!("expires_in must be from 1 to {MAX_EXPIRES_IN} seconds"),
         );
     }
     if !err.detail.field_violations.is_empty() {
