@@ -13,14 +13,14 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
+    route: &'static str,
     status: u16,
     code: i64,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabel {
-    route: String,
+    route: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -77,18 +77,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn observe(&self, route: &str, status: u16, code: i64, latency: Duration) {
+    pub fn observe(&self, route: &'static str, status: u16, code: i64, latency: Duration) {
         self.requests
             .get_or_create(&RequestLabels {
-                route: route.to_string(),
+                route,
                 status,
                 code,
             })
             .inc();
         self.latency
-            .get_or_create(&RouteLabel {
-                route: route.to_string(),
-            })
+            .get_or_create(&RouteLabel { route })
             .observe(latency.as_secs_f64());
     }
 

@@ -88,8 +88,8 @@ pub async fn inject_fault(
 
 /// A caller that passed steps 1–10.
 pub struct Caller {
-    pub app: App,
-    pub user: User,
+    pub app: Arc<App>,
+    pub user: Arc<User>,
     pub user_id_type: UserIdType,
 }
 

@@ -1,5 +1,7 @@
 //! The Exchange-binding routes: create, get, delete (contract §4).
 
+use std::sync::Arc;
+
 use axum::extract::{Extension, State};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -62,7 +64,7 @@ async fn create(
             admin_account: req.admin_account,
             exchange_account: req.exchange_account.clone(),
             tenant_key: caller.tenant_key().to_string(),
-            user_id: user.user_id,
+            user_id: user.user_id.clone(),
             next_at: state.schedule.next_at(&scenario, BindingStatus::Doing, now),
             scenario,
             now,
@@ -150,7 +152,7 @@ async fn admin_account(
     state: &AppState,
     caller: &Caller,
     account: &str,
-) -> Result<AdminAccount, ApiError> {
+) -> Result<Arc<AdminAccount>, ApiError> {
     let admin = state
         .store
         .admin_account(&fold(account))
@@ -167,7 +169,7 @@ async fn admin_account(
 
 /// The user a create names, read as the request's user_id_type: an active member of the
 /// caller's tenant whose id this app can see.
-async fn target_user(state: &AppState, caller: &Caller, id: &str) -> Result<User, ApiError> {
+async fn target_user(state: &AppState, caller: &Caller, id: &str) -> Result<Arc<User>, ApiError> {
     let user = match caller.user_id_type {
         UserIdType::UserId => state.store.user(caller.tenant_key(), id).await?,
         UserIdType::OpenId => match state.ids.parse_open_id(id, &caller.app.app_id) {

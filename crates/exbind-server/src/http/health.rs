@@ -34,7 +34,9 @@ async fn openapi() -> Response {
 
 async fn ready(State(state): State<SharedState>) -> Result<Response, ApiError> {
     match state.store.ping().await {
-        Ok(()) => Ok(success(json!({"status": "ready"}))),
+        Ok(()) => Ok(success(
+            json!({"status": "ready", "warm": state.store.warm()}),
+        )),
         Err(e) => Err(ApiError::new(ErrorCode::InternalError)
             .status(StatusCode::SERVICE_UNAVAILABLE)
             .message(format!("store not reachable: {e}"))),

@@ -54,15 +54,28 @@ pub fn router(state: SharedState) -> Router {
 }
 
 /// The matched route template, carried to `frame` for the log line and metrics.
-#[derive(Clone)]
-struct Route(String);
+#[derive(Clone, Copy)]
+struct Route(&'static str);
+
+/// The label of a matched route: its template, with the catch-all id segment named as the
+/// docs name it. Templates are few and fixed, so each is made once and kept.
+fn route_label(matched: &str) -> &'static str {
+    static LABELS: std::sync::LazyLock<
+        parking_lot::RwLock<std::collections::HashMap<String, &'static str>>,
+    > = std::sync::LazyLock::new(Default::default);
+    if let Some(l) = LABELS.read().get(matched) {
+        return l;
+    }
+    let label: &'static str = Box::leak(matched.replace("{*", "{").into_boxed_str());
+    LABELS.write().insert(matched.to_string(), label);
+    label
+}
 
 async fn record_route(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        // The catch-all id segment is named as the docs name it.
-        .map(|m| m.as_str().replace("{*", "{"));
+        .map(|m| route_label(m.as_str()));
     let mut resp = next.run(req).await;
     if let Some(r) = route {
         resp.extensions_mut().insert(Route(r));
@@ -80,7 +93,8 @@ async fn frame(State(state): State<SharedState>, req: Request, next: Next) -> Re
     let started = Instant::now();
     let log_id = new_log_id(state.now());
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let path = (state.journal.enabled() && req.uri().path().starts_with("/open-apis/"))
+        .then(|| req.uri().path().to_string());
     let slot = CallerSlot::default();
     let mut req = req;
     req.extensions_mut().insert(slot.clone());
@@ -92,7 +106,7 @@ async fn frame(State(state): State<SharedState>, req: Request, next: Next) -> Re
     let route = parts
         .extensions
         .remove::<Route>()
-        .map_or_else(|| "unmatched".to_string(), |r| r.0);
+        .map_or("unmatched", |r| r.0);
     let mut code = parts.extensions.get::<Code>().map_or(0, |c| c.0);
     let body = match parts.extensions.remove::<ApiError>() {
         Some(err) => {
@@ -126,8 +140,8 @@ async fn frame(State(state): State<SharedState>, req: Request, next: Next) -> Re
     let latency = started.elapsed();
     state
         .metrics
-        .observe(&route, parts.status.as_u16(), code, latency);
-    if state.journal.enabled() && path.starts_with("/open-apis/") {
+        .observe(route, parts.status.as_u16(), code, latency);
+    if let Some(path) = path {
         let who = slot.get().unwrap_or_default();
         let at_ms = state.now();
         state.journal.record(journal::Entry {
@@ -136,7 +150,7 @@ async fn frame(State(state): State<SharedState>, req: Request, next: Next) -> Re
             at_ms,
             method: method.to_string(),
             path,
-            route: route.clone(),
+            route: route.to_string(),
             app_id: (!who.app_id.is_empty()).then_some(who.app_id),
             tenant_key: who.tenant_key,
             user_id: who.user_id,

@@ -71,11 +71,11 @@ pub struct CachedStore {
     inner: Arc<dyn Store>,
     bindings: Arc<BindingIndex>,
     /// Keyed by the token itself, so a hit costs no hashing.
-    tokens: Map<String, UserToken>,
-    apps: Map<String, App>,
-    tenants: Map<String, Tenant>,
-    users: Map<(String, String), User>,
-    admins: Map<String, AdminAccount>,
+    tokens: Map<String, Arc<UserToken>>,
+    apps: Map<String, Arc<App>>,
+    tenants: Map<String, Arc<Tenant>>,
+    users: Map<(String, String), Arc<User>>,
+    admins: Map<String, Arc<AdminAccount>>,
 }
 
 impl CachedStore {
@@ -146,11 +146,14 @@ impl Store for CachedStore {
     async fn ping(&self) -> StoreResult<()> {
         self.inner.ping().await
     }
+    fn warm(&self) -> bool {
+        self.bindings.is_complete()
+    }
     async fn meta_init(&self, key: &str, value: Vec<u8>) -> StoreResult<Vec<u8>> {
         self.inner.meta_init(key, value).await
     }
 
-    async fn tenant(&self, tenant_key: &str) -> StoreResult<Option<Tenant>> {
+    async fn tenant(&self, tenant_key: &str) -> StoreResult<Option<Arc<Tenant>>> {
         self.tenants
             .get_or_load(tenant_key.to_string(), self.inner.tenant(tenant_key))
             .await
@@ -161,7 +164,7 @@ impl Store for CachedStore {
     async fn user_count(&self, tenant_key: &str) -> StoreResult<u64> {
         self.inner.user_count(tenant_key).await
     }
-    async fn user(&self, tenant_key: &str, user_id: &str) -> StoreResult<Option<User>> {
+    async fn user(&self, tenant_key: &str, user_id: &str) -> StoreResult<Option<Arc<User>>> {
         self.users
             .get_or_load(
                 (tenant_key.to_string(), user_id.to_string()),
@@ -169,15 +172,15 @@ impl Store for CachedStore {
             )
             .await
     }
-    async fn user_by_key(&self, key: &UserKey) -> StoreResult<Option<User>> {
+    async fn user_by_key(&self, key: &UserKey) -> StoreResult<Option<Arc<User>>> {
         self.inner.user_by_key(key).await
     }
-    async fn app(&self, app_id: &str) -> StoreResult<Option<App>> {
+    async fn app(&self, app_id: &str) -> StoreResult<Option<Arc<App>>> {
         self.apps
             .get_or_load(app_id.to_string(), self.inner.app(app_id))
             .await
     }
-    async fn admin_account(&self, account_folded: &str) -> StoreResult<Option<AdminAccount>> {
+    async fn admin_account(&self, account_folded: &str) -> StoreResult<Option<Arc<AdminAccount>>> {
         self.admins
             .get_or_load(
                 account_folded.to_string(),
@@ -241,7 +244,7 @@ impl Store for CachedStore {
     async fn insert_user_token(&self, token: &str, record: UserToken) -> StoreResult<()> {
         self.inner.insert_user_token(token, record).await
     }
-    async fn user_token(&self, token: &str) -> StoreResult<Option<UserToken>> {
+    async fn user_token(&self, token: &str) -> StoreResult<Option<Arc<UserToken>>> {
         self.tokens
             .get_or_load(token.to_string(), self.inner.user_token(token))
             .await

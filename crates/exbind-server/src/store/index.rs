@@ -18,12 +18,22 @@ use parking_lot::RwLock;
 
 use crate::domain::model::{BindingRecord, BindingView};
 
+/// 32 bytes and one allocation: the Exchange spelling and the user id share `text`.
 struct Entry {
     admin: u32,
     tenant: u32,
-    exchange: Box<str>,
-    user_id: Box<str>,
+    split: u32,
     status: BindingStatus,
+    text: Box<str>,
+}
+
+impl Entry {
+    fn exchange(&self) -> &str {
+        &self.text[..self.split as usize]
+    }
+    fn user_id(&self) -> &str {
+        &self.text[self.split as usize..]
+    }
 }
 
 pub enum Lookup {
@@ -78,13 +88,20 @@ impl BindingIndex {
         id
     }
 
-    fn entry(&self, v: &BindingView) -> Entry {
+    fn entry(
+        &self,
+        admin: &str,
+        exchange: &str,
+        tenant: &str,
+        user_id: &str,
+        status: BindingStatus,
+    ) -> Entry {
         Entry {
-            admin: self.intern(&v.admin_account),
-            tenant: self.intern(&v.tenant_key),
-            exchange: v.exchange_account.as_str().into(),
-            user_id: v.user_id.as_str().into(),
-            status: v.status,
+            admin: self.intern(admin),
+            tenant: self.intern(tenant),
+            split: exchange.len() as u32,
+            status,
+            text: [exchange, user_id].concat().into_boxed_str(),
         }
     }
 
@@ -94,13 +111,13 @@ impl BindingIndex {
             return Lookup::Unknown;
         }
         match self.entries.get(&k) {
-            Some(e) if same_account(&e.exchange, exchange_folded) => {
+            Some(e) if same_account(e.exchange(), exchange_folded) => {
                 let names = self.names.read();
                 Lookup::Hit(BindingView {
                     admin_account: names.names[e.admin as usize].clone(),
-                    exchange_account: e.exchange.to_string(),
+                    exchange_account: e.exchange().to_string(),
                     tenant_key: names.names[e.tenant as usize].clone(),
-                    user_id: e.user_id.to_string(),
+                    user_id: e.user_id().to_string(),
                     status: e.status,
                 })
             }
@@ -114,10 +131,16 @@ impl BindingIndex {
     pub fn put(&self, v: &BindingView) {
         let folded = fold(&v.exchange_account);
         let k = key(&folded);
-        let entry = self.entry(v);
+        let entry = self.entry(
+            &v.admin_account,
+            &v.exchange_account,
+            &v.tenant_key,
+            &v.user_id,
+            v.status,
+        );
         match self.entries.entry(k) {
             dashmap::Entry::Occupied(mut o) => {
-                if same_account(&o.get().exchange, &folded) {
+                if same_account(o.get().exchange(), &folded) {
                     o.insert(entry);
                 } else {
                     self.collided.insert(k);
@@ -134,7 +157,7 @@ impl BindingIndex {
     pub fn remove(&self, exchange_folded: &str) {
         let k = key(exchange_folded);
         self.entries
-            .remove_if(&k, |_, e| same_account(&e.exchange, exchange_folded));
+            .remove_if(&k, |_, e| same_account(e.exchange(), exchange_folded));
         if !self.complete.load(Ordering::Acquire) {
             self.dirty.insert(k);
         }
@@ -144,7 +167,7 @@ impl BindingIndex {
     pub fn set_status(&self, exchange_folded: &str, status: BindingStatus) {
         let k = key(exchange_folded);
         match self.entries.get_mut(&k) {
-            Some(mut e) if same_account(&e.exchange, exchange_folded) => e.status = status,
+            Some(mut e) if same_account(e.exchange(), exchange_folded) => e.status = status,
             _ => {
                 self.dirty.insert(k);
             }
@@ -175,12 +198,19 @@ impl BindingIndex {
             if self.dirty.contains(&k) {
                 continue;
             }
-            let v = BindingView::from(b.clone());
             let mut collision = false;
             self.entries
                 .entry(k)
-                .and_modify(|e| collision = !same_account(&e.exchange, &folded))
-                .or_insert_with(|| self.entry(&v));
+                .and_modify(|e| collision = !same_account(e.exchange(), &folded))
+                .or_insert_with(|| {
+                    self.entry(
+                        &b.admin_account,
+                        &b.exchange_account,
+                        &b.tenant_key,
+                        &b.user_id,
+                        b.status,
+                    )
+                });
             if collision {
                 self.collided.insert(k);
             }
@@ -193,6 +223,10 @@ impl BindingIndex {
         if self.epoch.load(Ordering::Acquire) == epoch {
             self.complete.store(true, Ordering::Release);
         }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.complete.load(Ordering::Acquire)
     }
 
     pub fn epoch(&self) -> u64 {

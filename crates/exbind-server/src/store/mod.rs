@@ -7,6 +7,7 @@ mod schema;
 pub mod sqlite;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use exbind_api::BindingStatus;
@@ -74,18 +75,22 @@ pub struct AppPatch {
 pub trait Store: Send + Sync + 'static {
     /// Whether the store answers at all (readiness).
     async fn ping(&self) -> StoreResult<()>;
+    /// Whether in-memory indexes are filled (before that, reads are slower, not wrong).
+    fn warm(&self) -> bool {
+        true
+    }
 
     /// Sets `key` unless it is already set; returns the value now stored.
     async fn meta_init(&self, key: &str, value: Vec<u8>) -> StoreResult<Vec<u8>>;
 
-    async fn tenant(&self, tenant_key: &str) -> StoreResult<Option<Tenant>>;
+    async fn tenant(&self, tenant_key: &str) -> StoreResult<Option<Arc<Tenant>>>;
     async fn tenants(&self) -> StoreResult<Vec<Tenant>>;
     async fn user_count(&self, tenant_key: &str) -> StoreResult<u64>;
-    async fn user(&self, tenant_key: &str, user_id: &str) -> StoreResult<Option<User>>;
-    async fn user_by_key(&self, key: &UserKey) -> StoreResult<Option<User>>;
-    async fn app(&self, app_id: &str) -> StoreResult<Option<App>>;
+    async fn user(&self, tenant_key: &str, user_id: &str) -> StoreResult<Option<Arc<User>>>;
+    async fn user_by_key(&self, key: &UserKey) -> StoreResult<Option<Arc<User>>>;
+    async fn app(&self, app_id: &str) -> StoreResult<Option<Arc<App>>>;
     /// An admin account by its folded address.
-    async fn admin_account(&self, account_folded: &str) -> StoreResult<Option<AdminAccount>>;
+    async fn admin_account(&self, account_folded: &str) -> StoreResult<Option<Arc<AdminAccount>>>;
     async fn admin_accounts(&self, tenant_key: &str) -> StoreResult<Vec<AdminAccount>>;
     async fn scenarios(&self, tenant_key: &str) -> StoreResult<Vec<ExchangeScenario>>;
 
@@ -116,7 +121,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<AppToken>;
     /// Keeps a user token; stores keep only its hash (`token_hash`).
     async fn insert_user_token(&self, token: &str, record: UserToken) -> StoreResult<()>;
-    async fn user_token(&self, token: &str) -> StoreResult<Option<UserToken>>;
+    async fn user_token(&self, token: &str) -> StoreResult<Option<Arc<UserToken>>>;
     /// Returns whether such a token existed.
     async fn revoke_user_token(&self, token: &str) -> StoreResult<bool>;
 

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use exbind_api::BindingStatus;
@@ -472,7 +473,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn tenant(&self, tenant_key: &str) -> StoreResult<Option<Tenant>> {
+    async fn tenant(&self, tenant_key: &str) -> StoreResult<Option<Arc<Tenant>>> {
         self.read(|c| {
             c.prepare_cached(&format!(
                 "SELECT {TENANT_COLS} FROM tenants WHERE tenant_key = ?1"
@@ -480,6 +481,7 @@ impl Store for SqliteStore {
             .query_row([tenant_key], tenant_row)
             .optional()
         })
+        .map(|o| o.map(Arc::new))
     }
 
     async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
@@ -499,7 +501,7 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn user(&self, tenant_key: &str, user_id: &str) -> StoreResult<Option<User>> {
+    async fn user(&self, tenant_key: &str, user_id: &str) -> StoreResult<Option<Arc<User>>> {
         self.read(|c| {
             c.prepare_cached(&format!(
                 "SELECT {USER_COLS} FROM users WHERE tenant_key = ?1 AND user_id = ?2"
@@ -507,25 +509,28 @@ impl Store for SqliteStore {
             .query_row([tenant_key, user_id], user_row)
             .optional()
         })
+        .map(|o| o.map(Arc::new))
     }
 
-    async fn user_by_key(&self, key: &UserKey) -> StoreResult<Option<User>> {
+    async fn user_by_key(&self, key: &UserKey) -> StoreResult<Option<Arc<User>>> {
         self.read(|c| {
             c.prepare_cached(&format!("SELECT {USER_COLS} FROM users WHERE ukey = ?1"))?
                 .query_row([&key[..]], user_row)
                 .optional()
         })
+        .map(|o| o.map(Arc::new))
     }
 
-    async fn app(&self, app_id: &str) -> StoreResult<Option<App>> {
+    async fn app(&self, app_id: &str) -> StoreResult<Option<Arc<App>>> {
         self.read(|c| {
             c.prepare_cached(&format!("SELECT {APP_COLS} FROM apps WHERE app_id = ?1"))?
                 .query_row([app_id], app_row)
                 .optional()
         })
+        .map(|o| o.map(Arc::new))
     }
 
-    async fn admin_account(&self, account_folded: &str) -> StoreResult<Option<AdminAccount>> {
+    async fn admin_account(&self, account_folded: &str) -> StoreResult<Option<Arc<AdminAccount>>> {
         self.read(|c| {
             c.prepare_cached(&format!(
                 "SELECT {ADMIN_COLS} FROM exchange_admins WHERE account_folded = ?1"
@@ -533,6 +538,7 @@ impl Store for SqliteStore {
             .query_row([account_folded], admin_row)
             .optional()
         })
+        .map(|o| o.map(Arc::new))
     }
 
     async fn admin_accounts(&self, tenant_key: &str) -> StoreResult<Vec<AdminAccount>> {
@@ -790,7 +796,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn user_token(&self, token: &str) -> StoreResult<Option<UserToken>> {
+    async fn user_token(&self, token: &str) -> StoreResult<Option<Arc<UserToken>>> {
         let hash = token_hash(token);
         self.read(|c| {
             c.prepare_cached(
@@ -809,6 +815,7 @@ impl Store for SqliteStore {
             })
             .optional()
         })
+        .map(|o| o.map(Arc::new))
     }
 
     async fn revoke_user_token(&self, token: &str) -> StoreResult<bool> {

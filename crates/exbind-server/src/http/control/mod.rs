@@ -1,5 +1,7 @@
 //! The control plane (product.md): entities, user tokens and bindings, behind the admin token.
 
+use std::sync::Arc;
+
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -127,7 +129,7 @@ async fn apply_seed(
     }
 }
 
-async fn tenant_or_404(state: &AppState, tenant_key: &str) -> Result<Tenant, ApiError> {
+async fn tenant_or_404(state: &AppState, tenant_key: &str) -> Result<Arc<Tenant>, ApiError> {
     state
         .store
         .tenant(tenant_key)
@@ -135,7 +137,7 @@ async fn tenant_or_404(state: &AppState, tenant_key: &str) -> Result<Tenant, Api
         .ok_or_else(|| ApiError::not_found(format!("tenant {tenant_key:?} not found")))
 }
 
-async fn app_or_404(state: &AppState, app_id: &str) -> Result<App, ApiError> {
+async fn app_or_404(state: &AppState, app_id: &str) -> Result<Arc<App>, ApiError> {
     state
         .store
         .app(app_id)
@@ -177,10 +179,14 @@ async fn get_user(
         Some(id) => Some(app_or_404(&state, id).await?),
         None => None,
     };
-    Ok(success(user_view(&state, &user, app.as_ref())))
+    Ok(success(user_view(&state, &user, app.as_deref())))
 }
 
-async fn user_or_404(state: &AppState, tenant_key: &str, user_id: &str) -> Result<User, ApiError> {
+async fn user_or_404(
+    state: &AppState,
+    tenant_key: &str,
+    user_id: &str,
+) -> Result<Arc<User>, ApiError> {
     tenant_or_404(state, tenant_key).await?;
     state.store.user(tenant_key, user_id).await?.ok_or_else(|| {
         ApiError::not_found(format!(
@@ -251,7 +257,7 @@ async fn get_app(
     State(state): State<SharedState>,
     Path(app_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    Ok(success(app_view(&app_or_404(&state, &app_id).await?)))
+    Ok(success(app_view(&*app_or_404(&state, &app_id).await?)))
 }
 
 #[derive(Deserialize)]
