@@ -6,6 +6,7 @@
 
 use aes::cipher::{generic_array::GenericArray, BlockDecrypt, BlockEncrypt, KeyInit};
 use aes::Aes128;
+use dashmap::DashMap;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -15,6 +16,8 @@ pub struct IdSecret {
     mac_key: Vec<u8>,
     open: Aes128,
     union: Aes128,
+    /// Tags of apps and organisations: few, and asked for on every request.
+    tags: DashMap<(&'static [u8], String), [u8; 4]>,
 }
 
 impl IdSecret {
@@ -27,6 +30,7 @@ impl IdSecret {
             mac_key: secret.to_vec(),
             open: Aes128::new(GenericArray::from_slice(&derive("open_id"))),
             union: Aes128::new(GenericArray::from_slice(&derive("union_id"))),
+            tags: DashMap::new(),
         }
     }
 
@@ -39,9 +43,16 @@ impl IdSecret {
         full[..12].try_into().unwrap()
     }
 
-    fn tag(&self, kind: &[u8], name: &str) -> [u8; 4] {
+    fn tag(&self, kind: &'static [u8], name: &str) -> [u8; 4] {
+        if let Some(t) = self.tags.get(&(kind, name.to_string())) {
+            return *t;
+        }
         let full = hmac(&self.mac_key, &[kind, name.as_bytes()]);
-        full[..4].try_into().unwrap()
+        let tag: [u8; 4] = full[..4].try_into().unwrap();
+        if self.tags.len() < 10_000 {
+            self.tags.insert((kind, name.to_string()), tag);
+        }
+        tag
     }
 
     pub fn open_id(&self, user: &UserKey, app_id: &str) -> String {

@@ -194,11 +194,13 @@ type Rows = (Vec<(u64, Work)>, Vec<ReportRow>);
 
 /// Reads the CSV: good rows to do, bad rows reported with their line number.
 fn read_rows(path: &Path, op: Op) -> Result<Rows, Failure> {
+    let data =
+        std::fs::read(path).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+    let lines = LineIndex::new(&data);
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+        .from_reader(&data[..]);
     let headers = rdr
         .headers()
         .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?
@@ -230,12 +232,12 @@ fn read_rows(path: &Path, op: Op) -> Result<Rows, Failure> {
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
+                let line = e.position().map_or(0, |p| lines.line_of(p));
                 bad.push(invalid(line, format!("unreadable row: {e}")));
                 continue;
             }
         };
-        let line = rec.position().map_or(0, |p| p.line());
+        let line = rec.position().map_or(0, |p| lines.line_of(p));
         if rec.iter().all(str::is_empty) {
             continue;
         }
@@ -284,6 +286,35 @@ fn read_rows(path: &Path, op: Op) -> Result<Rows, Failure> {
         }
     }
     Ok((good, bad))
+}
+
+/// Line numbers of the file's own, for the report. The CSV reader's positions point where it
+/// started reading a record, before any blank lines it skipped.
+struct LineIndex<'a> {
+    data: &'a [u8],
+    /// Byte offsets of each '\n'.
+    newlines: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        let newlines = data
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .map(|(i, _)| i)
+            .collect();
+        LineIndex { data, newlines }
+    }
+
+    /// The 1-based line on which the record at `pos` starts.
+    fn line_of(&self, pos: &csv::Position) -> u64 {
+        let mut at = pos.byte() as usize;
+        while at < self.data.len() && matches!(self.data[at], b'\n' | b'\r') {
+            at += 1;
+        }
+        self.newlines.partition_point(|&n| n < at) as u64 + 1
+    }
 }
 
 fn invalid(line: u64, msg: String) -> ReportRow {
