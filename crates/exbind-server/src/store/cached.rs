@@ -67,7 +67,8 @@ impl<K: Eq + Hash + Clone, V: Clone> Map<K, V> {
     }
 }
 
-pub struct CachedStore {
+/// The store and its caches; shared with the tasks that finish writes.
+pub struct Caches {
     inner: Arc<dyn Store>,
     bindings: Arc<BindingIndex>,
     /// Keyed by the token itself, so a hit costs no hashing.
@@ -78,10 +79,19 @@ pub struct CachedStore {
     admins: Map<String, Arc<AdminAccount>>,
 }
 
+pub struct CachedStore(Arc<Caches>);
+
+impl std::ops::Deref for CachedStore {
+    type Target = Caches;
+    fn deref(&self) -> &Caches {
+        &self.0
+    }
+}
+
 impl CachedStore {
     /// Wraps `inner`; the binding index answers `Unknown` until `fill_index` has run.
     pub fn new(inner: Arc<dyn Store>) -> CachedStore {
-        CachedStore {
+        CachedStore(Arc::new(Caches {
             bindings: Arc::default(),
             inner,
             tokens: Map::new(),
@@ -89,7 +99,7 @@ impl CachedStore {
             tenants: Map::new(),
             users: Map::new(),
             admins: Map::new(),
-        }
+        }))
     }
 
     /// Fills the binding index from the store, in the background.
@@ -97,6 +107,21 @@ impl CachedStore {
         self.refill_bindings();
     }
 
+    /// Runs a write and the cache upkeep after it to the end, in a task of its own: a
+    /// client that goes away mid-request must not leave the caches behind the store.
+    async fn finish<T, Fut>(&self, f: impl FnOnce(Arc<Caches>) -> Fut) -> T
+    where
+        Fut: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        match tokio::spawn(f(self.0.clone())).await {
+            Ok(v) => v,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+}
+
+impl Caches {
     /// Empties the binding index and fills it again from the store, in the background.
     fn refill_bindings(&self) {
         let (index, store) = (self.bindings.clone(), self.inner.clone());
@@ -196,9 +221,12 @@ impl Store for CachedStore {
     }
 
     async fn apply_seed(&self, plan: SeedPlan) -> StoreResult<SeedCounts> {
-        let r = self.inner.apply_seed(plan).await;
-        self.clear();
-        r
+        self.finish(move |c| async move {
+            let r = c.inner.apply_seed(plan).await;
+            c.clear();
+            r
+        })
+        .await
     }
     async fn patch_user(
         &self,
@@ -206,15 +234,22 @@ impl Store for CachedStore {
         user_id: &str,
         patch: UserPatch,
     ) -> StoreResult<Option<User>> {
-        let r = self.inner.patch_user(tenant_key, user_id, patch).await;
-        self.users
-            .forget(&(tenant_key.to_string(), user_id.to_string()));
-        r
+        let key = (tenant_key.to_string(), user_id.to_string());
+        self.finish(move |c| async move {
+            let r = c.inner.patch_user(&key.0, &key.1, patch).await;
+            c.users.forget(&key);
+            r
+        })
+        .await
     }
     async fn patch_app(&self, app_id: &str, patch: AppPatch) -> StoreResult<Option<App>> {
-        let r = self.inner.patch_app(app_id, patch).await;
-        self.apps.forget(&app_id.to_string());
-        r
+        let id = app_id.to_string();
+        self.finish(move |c| async move {
+            let r = c.inner.patch_app(&id, patch).await;
+            c.apps.forget(&id);
+            r
+        })
+        .await
     }
     async fn set_admin_state(
         &self,
@@ -222,13 +257,17 @@ impl Store for CachedStore {
         state: AdminState,
         now: i64,
     ) -> StoreResult<Option<AdminAccount>> {
-        let r = self.inner.set_admin_state(account_folded, state, now).await;
-        self.admins.forget(&account_folded.to_string());
-        if state == AdminState::Failed {
-            // It may have moved any number of bindings to err.
-            self.refill_bindings();
-        }
-        r
+        let key = account_folded.to_string();
+        self.finish(move |c| async move {
+            let r = c.inner.set_admin_state(&key, state, now).await;
+            c.admins.forget(&key);
+            if state == AdminState::Failed {
+                // It may have moved any number of bindings to err.
+                c.refill_bindings();
+            }
+            r
+        })
+        .await
     }
 
     async fn issue_app_token(
@@ -250,9 +289,13 @@ impl Store for CachedStore {
             .await
     }
     async fn revoke_user_token(&self, token: &str) -> StoreResult<bool> {
-        let r = self.inner.revoke_user_token(token).await;
-        self.tokens.forget(&token.to_string());
-        r
+        let token = token.to_string();
+        self.finish(move |c| async move {
+            let r = c.inner.revoke_user_token(&token).await;
+            c.tokens.forget(&token);
+            r
+        })
+        .await
     }
 
     async fn binding(&self, exchange_folded: &str) -> StoreResult<Option<BindingRecord>> {
@@ -269,11 +312,14 @@ impl Store for CachedStore {
         self.inner.scan_bindings(after, limit).await
     }
     async fn create_binding(&self, new: NewBinding) -> StoreResult<CreateOutcome> {
-        let r = self.inner.create_binding(new).await;
-        if let Ok(CreateOutcome::Created(b)) = &r {
-            self.bindings.put(&BindingView::from(b.clone()));
-        }
-        r
+        self.finish(move |c| async move {
+            let r = c.inner.create_binding(new).await;
+            if let Ok(CreateOutcome::Created(b)) = &r {
+                c.bindings.put(&BindingView::from(b.clone()));
+            }
+            r
+        })
+        .await
     }
     async fn delete_binding(
         &self,
@@ -281,14 +327,19 @@ impl Store for CachedStore {
         admin_folded: &str,
         exchange_folded: &str,
     ) -> StoreResult<Option<BindingRecord>> {
-        let r = self
-            .inner
-            .delete_binding(tenant_key, admin_folded, exchange_folded)
-            .await;
-        if let Ok(Some(_)) = &r {
-            self.bindings.remove(exchange_folded);
-        }
-        r
+        let (t, a, e) = (
+            tenant_key.to_string(),
+            admin_folded.to_string(),
+            exchange_folded.to_string(),
+        );
+        self.finish(move |c| async move {
+            let r = c.inner.delete_binding(&t, &a, &e).await;
+            if let Ok(Some(_)) = &r {
+                c.bindings.remove(&e);
+            }
+            r
+        })
+        .await
     }
     async fn list_bindings(
         &self,
@@ -311,17 +362,20 @@ impl Store for CachedStore {
         self.inner.next_deadline().await
     }
     async fn change_status(&self, changes: Vec<StatusChange>, now: i64) -> StoreResult<Vec<bool>> {
-        let moved: Vec<(String, BindingStatus)> = changes
-            .iter()
-            .map(|c| (c.exchange_folded.clone(), c.status))
-            .collect();
-        let applied = self.inner.change_status(changes, now).await?;
-        for ((key, status), ok) in moved.iter().zip(&applied) {
-            if *ok {
-                self.bindings.set_status(key, *status);
+        self.finish(move |c| async move {
+            let moved: Vec<(String, BindingStatus)> = changes
+                .iter()
+                .map(|ch| (ch.exchange_folded.clone(), ch.status))
+                .collect();
+            let applied = c.inner.change_status(changes, now).await?;
+            for ((key, status), ok) in moved.iter().zip(&applied) {
+                if *ok {
+                    c.bindings.set_status(key, *status);
+                }
             }
-        }
-        Ok(applied)
+            Ok(applied)
+        })
+        .await
     }
     async fn scenario(&self, account_folded: &str) -> StoreResult<Option<ExchangeScenario>> {
         self.inner.scenario(account_folded).await
@@ -333,14 +387,21 @@ impl Store for CachedStore {
         self.inner.delete_scenario(tenant_key, account_folded).await
     }
     async fn delete_tenant_bindings(&self, tenant_key: &str) -> StoreResult<u64> {
-        let r = self.inner.delete_tenant_bindings(tenant_key).await;
-        self.refill_bindings();
-        r
+        let t = tenant_key.to_string();
+        self.finish(move |c| async move {
+            let r = c.inner.delete_tenant_bindings(&t).await;
+            c.refill_bindings();
+            r
+        })
+        .await
     }
     async fn reset(&self) -> StoreResult<()> {
-        let r = self.inner.reset().await;
-        self.clear();
-        self.refill_bindings();
-        r
+        self.finish(move |c| async move {
+            let r = c.inner.reset().await;
+            c.clear();
+            c.refill_bindings();
+            r
+        })
+        .await
     }
 }

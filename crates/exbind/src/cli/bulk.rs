@@ -390,8 +390,15 @@ async fn do_row(
                     }
                 }
             }
-            let r = client.delete_binding(token, id).await?;
-            Ok((r.log_id, "unbound".into()))
+            match client.delete_binding(token, id).await {
+                Ok(r) => Ok((r.log_id, "unbound".into())),
+                // The interrupted run's delete may still have been committing when we looked.
+                Err(Error::Api(a)) if interrupted && a.code == 195103 => Ok((
+                    a.log_id,
+                    "already unbound (the interrupted run's delete went through)".into(),
+                )),
+                Err(e) => Err(e),
+            }
         }
     }
 }
@@ -489,8 +496,15 @@ pub async fn run(cmd: BulkCommand) -> CmdResult {
                 return Err(format!("cannot write the resume record: {e}"));
             }
             let result = do_row(&client, &token, uid, &work, was_in_flight).await;
+            // A transport failure leaves it unknown whether the call went through: the row
+            // stays in flight, so a later run checks before it calls again.
+            let unknown = matches!(&result, Err(Error::Transport(_)));
             let row = row_from(line, result, work.binding_id());
-            let state = if row.result == "ok" { "ok" } else { "error" };
+            let state = match row.result.as_str() {
+                "ok" => "ok",
+                _ if unknown => "sent",
+                _ => "error",
+            };
             record
                 .lock()
                 .await
