@@ -347,7 +347,7 @@ impl Client {
         let (status, log_id, v) = self
             .with_retries(idem, || {
                 attempts += 1;
-                self.send_checked(method.clone(), path, Some(token), body.as_ref())
+                self.send(method.clone(), path, Some(token), body.as_ref())
             })
             .await?;
         let data = serde_json::from_value(v["data"].clone()).map_err(|e| Error::Decode {
@@ -388,26 +388,7 @@ impl Client {
         }
     }
 
-    /// One request; a non-zero `code` is an error.
-    async fn send_checked(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> Result<(StatusCode, Option<String>, Value), Error> {
-        let (status, log_id, v) = self.send(method, path, token, body).await?;
-        match v["code"].as_i64() {
-            Some(0) => Ok((status, log_id, v)),
-            _ => Err(Error::Api(Box::new(ApiError::from_body(
-                status.as_u16(),
-                log_id,
-                &v,
-                None,
-            )))),
-        }
-    }
-
+    /// One request; an answer whose `code` is not 0 is an `Error::Api`.
     async fn send(
         &self,
         method: Method,
@@ -437,7 +418,8 @@ impl Client {
             status: status.as_u16(),
             body: text.chars().take(500).collect(),
         })?;
-        if status == StatusCode::TOO_MANY_REQUESTS || v["code"].as_i64().is_some_and(|c| c != 0) {
+        // Anything but code 0 is an error, a missing code included.
+        if status == StatusCode::TOO_MANY_REQUESTS || v["code"].as_i64() != Some(0) {
             return Err(Error::Api(Box::new(ApiError::from_body(
                 status.as_u16(),
                 log_id,

@@ -97,9 +97,7 @@ async fn get_binding(
     headers: HeaderMap,
     _: Payload,
 ) -> Result<Response, ApiError> {
-    let caller = authorize(&state, BindingMethod::Get, &headers, uri.query(), &slot).await?;
-    let key = binding_key(&uri)?;
-    let admin = admin_account(&state, &caller, &key.admin_account).await?;
+    let (caller, key, admin) = addressed(&state, BindingMethod::Get, &slot, &uri, &headers).await?;
     let binding = state
         .store
         .binding_view(&fold(&key.exchange_account))
@@ -118,9 +116,8 @@ async fn delete_binding(
     headers: HeaderMap,
     _: Payload,
 ) -> Result<Response, ApiError> {
-    let caller = authorize(&state, BindingMethod::Delete, &headers, uri.query(), &slot).await?;
-    let key = binding_key(&uri)?;
-    let admin = admin_account(&state, &caller, &key.admin_account).await?;
+    let (caller, key, admin) =
+        addressed(&state, BindingMethod::Delete, &slot, &uri, &headers).await?;
     let (admin_folded, exchange_folded) = (fold(&admin.account), fold(&key.exchange_account));
     let _guard = state
         .locks
@@ -135,6 +132,20 @@ async fn delete_binding(
         .await?
         .ok_or(ErrorCode::BindingNotFound)?;
     Ok(success(serde_json::json!({})))
+}
+
+/// What get and delete share: the checks of steps 1–10, then the id and its admin account.
+async fn addressed(
+    state: &AppState,
+    method: BindingMethod,
+    slot: &CallerSlot,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<(Caller, BindingKey, Arc<AdminAccount>), ApiError> {
+    let caller = authorize(state, method, headers, uri.query(), slot).await?;
+    let key = binding_key(uri)?;
+    let admin = admin_account(state, &caller, &key.admin_account).await?;
+    Ok((caller, key, admin))
 }
 
 /// The id is the whole rest of the path, decoded here (step 11), not by the router.
