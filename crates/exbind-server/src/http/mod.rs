@@ -240,7 +240,11 @@ impl<S: Send + Sync> FromRequest<S> for Payload {
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(too_big());
         }
-        match Limited::new(req.into_body(), limit).collect().await {
+        let body = req.into_body();
+        if axum::body::HttpBody::is_end_stream(&body) {
+            return Ok(Payload(Bytes::new()));
+        }
+        match Limited::new(body, limit).collect().await {
             Ok(c) => Ok(Payload(c.to_bytes())),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_big()),
             Err(e) => Err(

@@ -4,7 +4,6 @@
 //! process is the store's only writer; each map is bounded.
 
 use std::collections::HashMap;
-use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -20,12 +19,12 @@ const MAX_ENTRIES: usize = 100_000;
 
 /// A map with a generation count: a value loaded before a write dropped its key is not
 /// cached, so a slow read cannot put back what a write just changed.
-struct Map<K, V> {
-    entries: DashMap<K, V>,
+struct Map<V> {
+    entries: DashMap<String, V>,
     generation: AtomicU64,
 }
 
-impl<K: Eq + Hash + Clone, V: Clone> Map<K, V> {
+impl<V: Clone> Map<V> {
     fn new() -> Self {
         Map {
             entries: DashMap::new(),
@@ -33,30 +32,33 @@ impl<K: Eq + Hash + Clone, V: Clone> Map<K, V> {
         }
     }
 
-    async fn get_or_load<F>(&self, key: K, load: F) -> StoreResult<Option<V>>
+    /// A hit costs no allocation: the key is borrowed and the loader is only called on a
+    /// miss.
+    async fn get_or_load<F, Fut>(&self, key: &str, load: F) -> StoreResult<Option<V>>
     where
-        F: std::future::Future<Output = StoreResult<Option<V>>>,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = StoreResult<Option<V>>>,
     {
-        if let Some(v) = self.entries.get(&key) {
+        if let Some(v) = self.entries.get(key) {
             return Ok(Some(v.clone()));
         }
         let before = self.generation.load(Ordering::Acquire);
-        let v = load.await?;
+        let v = load().await?;
         if let Some(v) = &v {
             if self.entries.len() >= MAX_ENTRIES {
                 self.entries.clear();
             }
-            self.entries.insert(key.clone(), v.clone());
+            self.entries.insert(key.to_string(), v.clone());
             // A write finished while we read: what we read may be older than it.
             if self.generation.load(Ordering::Acquire) != before {
-                self.entries.remove(&key);
+                self.entries.remove(key);
             }
         }
         Ok(v)
     }
 
     /// Called after a write to `key` is durable.
-    fn forget(&self, key: &K) {
+    fn forget(&self, key: &str) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.entries.remove(key);
     }
@@ -67,16 +69,23 @@ impl<K: Eq + Hash + Clone, V: Clone> Map<K, V> {
     }
 }
 
+/// The users cache's key: tenant and user id, the tenant length-prefixed so no two pairs
+/// share a key.
+fn user_key(tenant_key: &str, user_id: &str) -> String {
+    format!("{}:{tenant_key}{user_id}", tenant_key.len())
+}
+
 /// The store and its caches; shared with the tasks that finish writes.
 pub struct Caches {
     inner: Arc<dyn Store>,
     bindings: Arc<BindingIndex>,
     /// Keyed by the token itself, so a hit costs no hashing.
-    tokens: Map<String, Arc<UserToken>>,
-    apps: Map<String, Arc<App>>,
-    tenants: Map<String, Arc<Tenant>>,
-    users: Map<(String, String), Arc<User>>,
-    admins: Map<String, Arc<AdminAccount>>,
+    tokens: Map<Arc<UserToken>>,
+    apps: Map<Arc<App>>,
+    tenants: Map<Arc<Tenant>>,
+    /// Keyed by `user_key`.
+    users: Map<Arc<User>>,
+    admins: Map<Arc<AdminAccount>>,
 }
 
 pub struct CachedStore(Arc<Caches>);
@@ -180,7 +189,7 @@ impl Store for CachedStore {
 
     async fn tenant(&self, tenant_key: &str) -> StoreResult<Option<Arc<Tenant>>> {
         self.tenants
-            .get_or_load(tenant_key.to_string(), self.inner.tenant(tenant_key))
+            .get_or_load(tenant_key, || self.inner.tenant(tenant_key))
             .await
     }
     async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
@@ -191,10 +200,9 @@ impl Store for CachedStore {
     }
     async fn user(&self, tenant_key: &str, user_id: &str) -> StoreResult<Option<Arc<User>>> {
         self.users
-            .get_or_load(
-                (tenant_key.to_string(), user_id.to_string()),
-                self.inner.user(tenant_key, user_id),
-            )
+            .get_or_load(&user_key(tenant_key, user_id), || {
+                self.inner.user(tenant_key, user_id)
+            })
             .await
     }
     async fn user_by_key(&self, key: &UserKey) -> StoreResult<Option<Arc<User>>> {
@@ -202,15 +210,12 @@ impl Store for CachedStore {
     }
     async fn app(&self, app_id: &str) -> StoreResult<Option<Arc<App>>> {
         self.apps
-            .get_or_load(app_id.to_string(), self.inner.app(app_id))
+            .get_or_load(app_id, || self.inner.app(app_id))
             .await
     }
     async fn admin_account(&self, account_folded: &str) -> StoreResult<Option<Arc<AdminAccount>>> {
         self.admins
-            .get_or_load(
-                account_folded.to_string(),
-                self.inner.admin_account(account_folded),
-            )
+            .get_or_load(account_folded, || self.inner.admin_account(account_folded))
             .await
     }
     async fn admin_accounts(&self, tenant_key: &str) -> StoreResult<Vec<AdminAccount>> {
@@ -234,10 +239,10 @@ impl Store for CachedStore {
         user_id: &str,
         patch: UserPatch,
     ) -> StoreResult<Option<User>> {
-        let key = (tenant_key.to_string(), user_id.to_string());
+        let (t, u) = (tenant_key.to_string(), user_id.to_string());
         self.finish(move |c| async move {
-            let r = c.inner.patch_user(&key.0, &key.1, patch).await;
-            c.users.forget(&key);
+            let r = c.inner.patch_user(&t, &u, patch).await;
+            c.users.forget(&user_key(&t, &u));
             r
         })
         .await
@@ -285,7 +290,7 @@ impl Store for CachedStore {
     }
     async fn user_token(&self, token: &str) -> StoreResult<Option<Arc<UserToken>>> {
         self.tokens
-            .get_or_load(token.to_string(), self.inner.user_token(token))
+            .get_or_load(token, || self.inner.user_token(token))
             .await
     }
     async fn revoke_user_token(&self, token: &str) -> StoreResult<bool> {
