@@ -33,6 +33,8 @@ struct Cli {
 enum Cmd {
     /// Run the benchmark.
     Run(RunArgs),
+    /// The sync engine under load: many bindings in flight at once, all due together.
+    Sync(SyncArgs),
     /// The ceiling: a minimal axum server answering a fixed JSON body.
     Ceiling {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -68,6 +70,19 @@ struct RunArgs {
     fixtures: PathBuf,
 }
 
+#[derive(clap::Args)]
+struct SyncArgs {
+    /// Bindings in flight.
+    #[arg(long, default_value_t = 100_000)]
+    bindings: usize,
+    /// Milliseconds each stage takes.
+    #[arg(long, default_value_t = 2000)]
+    stage_ms: u64,
+    /// The exbind binary (default: beside this one).
+    #[arg(long)]
+    exbind: Option<PathBuf>,
+}
+
 fn main() {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -76,6 +91,12 @@ fn main() {
         .expect("runtime");
     match cli.command {
         Cmd::Ceiling { listen } => rt.block_on(ceiling(listen)),
+        Cmd::Sync(args) => {
+            if let Err(e) = rt.block_on(sync_load(args)) {
+                eprintln!("exbind-bench: {e}");
+                std::process::exit(1);
+            }
+        }
         Cmd::Run(args) => {
             if let Err(e) = rt.block_on(run(args)) {
                 eprintln!("exbind-bench: {e}");
@@ -267,6 +288,76 @@ fn fsync_latency_ms(dir: &Path) -> f64 {
     let _ = std::fs::remove_file(&p);
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Bindings per status, from the server's metrics.
+async fn status_counts(addr: &str) -> Result<std::collections::BTreeMap<String, u64>, String> {
+    let text = reqwest::get(format!("http://{addr}/_exbind/metrics"))
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.strip_prefix("exbind_bindings{status=\""))
+        .filter_map(|l| {
+            let (status, rest) = l.split_once('"')?;
+            Some((
+                status.to_string(),
+                rest.trim_start_matches('}').trim().parse().ok()?,
+            ))
+        })
+        .collect())
+}
+
+/// N bindings enter `cal_done` at the same instant, then the next stages on schedule; reports
+/// when the last one is done against when the schedule says it should be.
+async fn sync_load(a: SyncArgs) -> Result<(), String> {
+    let exbind = a.exbind.clone().unwrap_or_else(|| sibling("exbind"));
+    let tmp = std::env::temp_dir().join(format!("exbind-bench-sync-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    // Due a few seconds from now: after the build and the start.
+    let due = now_ms() + 5000;
+    Fixture::build_syncing(&tmp, a.bindings, due).await?;
+    let stage = format!("{0}ms,{0}ms,{0}ms", a.stage_ms);
+    let mut cmd = exbind_cmd(&exbind, &tmp);
+    cmd.args(["--sync-stage-durations", &stage]);
+    let mut server = Proc::start(cmd)?;
+    server.wait_ready().await?;
+    if now_ms() >= due {
+        return Err("the fixture took too long to build and start; nothing was measured".into());
+    }
+    let scheduled_done = due + 2 * a.stage_ms as i64;
+    let mut peak_rss = 0f64;
+    let finished = loop {
+        let counts = status_counts(&server.addr).await?;
+        peak_rss = peak_rss.max(server.rss_mb());
+        if counts.get("done").copied().unwrap_or(0) as usize >= a.bindings {
+            break now_ms();
+        }
+        if now_ms() > scheduled_done + 60_000 {
+            return Err(format!("not all done a minute after schedule: {counts:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!(
+        "sync engine: {} bindings in flight, stages of {} ms, all due at once: the last reached done \
+         {} ms after its scheduled time (it was due {} ms after the first step); peak resident memory {peak_rss:.1} MB",
+        a.bindings,
+        a.stage_ms,
+        finished - scheduled_done,
+        2 * a.stage_ms
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
 }
 
 async fn run(a: RunArgs) -> Result<(), String> {

@@ -67,8 +67,28 @@ scopes = ["calendar:calendar", "calendar:calendar:readonly", "calendar:exchange.
         )
     }
 
-    /// Writes the fixture into the store in `data_dir` (which no server may hold).
+    /// Writes the fixture into the store in `data_dir` (which no server may hold); its
+    /// bindings are `done`.
     pub async fn build(data_dir: &Path, bound: usize, spare: usize) -> Result<Fixture, String> {
+        Self::build_at(data_dir, bound, spare, BindingStatus::Done, None).await
+    }
+
+    /// The same with bindings that are `doing`, their next sync step due at `next_at` (ms).
+    pub async fn build_syncing(
+        data_dir: &Path,
+        bound: usize,
+        next_at: i64,
+    ) -> Result<Fixture, String> {
+        Self::build_at(data_dir, bound, 0, BindingStatus::Doing, Some(next_at)).await
+    }
+
+    async fn build_at(
+        data_dir: &Path,
+        bound: usize,
+        spare: usize,
+        status: BindingStatus,
+        next_at: Option<i64>,
+    ) -> Result<Fixture, String> {
         let store = SqliteStore::open(data_dir).map_err(|e| e.to_string())?;
         let secret: [u8; 32] = rand::random();
         let secret = store
@@ -106,7 +126,7 @@ scopes = ["calendar:calendar", "calendar:calendar:readonly", "calendar:exchange.
             })
             .collect();
         store
-            .load_fixture(Self::TENANT, users, bindings, BindingStatus::Done)
+            .load_fixture(Self::TENANT, users, bindings, status, next_at)
             .await
             .map_err(|e| e.to_string())?;
         Ok(Fixture { bound, spare })

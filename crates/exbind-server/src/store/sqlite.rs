@@ -163,14 +163,15 @@ impl SqliteStore {
             .map_err(|_| StoreError("store writer stopped".into()))?
     }
 
-    /// Bulk-loads users and bindings (admin, exchange, user) in one transaction; for
-    /// benchmark fixtures.
+    /// Bulk-loads users and bindings (admin, exchange, user) in one transaction, each binding
+    /// at `status` with its next sync step at `next_at`; for benchmark fixtures.
     pub async fn load_fixture(
         &self,
         tenant_key: &str,
         users: Vec<UserRow>,
         bindings: Vec<(String, String, String)>,
         status: BindingStatus,
+        next_at: Option<i64>,
     ) -> StoreResult<()> {
         let t = tenant_key.to_string();
         self.write(move |c| {
@@ -185,7 +186,7 @@ impl SqliteStore {
             let mut ins = c.prepare(
                 "INSERT OR REPLACE INTO bindings (exchange_folded, admin_folded, admin_account, exchange_account, \
                  tenant_key, user_id, status, reason, scenario, next_at, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, NULL, 0, 0)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9, 0, 0)",
             )?;
             for (admin, exchange, user) in &bindings {
                 ins.execute(params![
@@ -196,7 +197,8 @@ impl SqliteStore {
                     t,
                     user,
                     status.as_str(),
-                    scenario
+                    scenario,
+                    next_at
                 ])?;
             }
             Ok(())
