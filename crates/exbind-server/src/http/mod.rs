@@ -160,14 +160,12 @@ async fn frame(State(state): State<SharedState>, req: Request, next: Next) -> Re
             latency_ms: latency.as_secs_f64() * 1000.0,
         });
     }
+    // One pre-formatted message rather than six fields: the same text, formatted once.
     tracing::info!(
         target: "exbind::request",
-        log_id = %log_id,
-        method = %method,
-        route = %route,
-        status = parts.status.as_u16(),
-        code,
-        latency_us = latency.as_micros() as u64,
+        "log_id={log_id} method={method} route={route} status={} code={code} latency_us={}",
+        parts.status.as_u16(),
+        latency.as_micros()
     );
     Response::from_parts(parts, body)
 }

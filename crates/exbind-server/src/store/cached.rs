@@ -3,8 +3,10 @@
 //! change from the cache, so a read after an acknowledged write sees it. Valid while this
 //! process is the store's only writer; each map is bounded.
 
+use std::any::Any;
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -18,18 +20,52 @@ use super::*;
 const MAX_ENTRIES: usize = 100_000;
 
 /// A map with a generation count: a value loaded before a write dropped its key is not
-/// cached, so a slow read cannot put back what a write just changed.
+/// cached, so a slow read cannot put back what a write just changed. Each thread keeps a
+/// front of the entries it read, valid while the generation is unchanged: every request reads
+/// the same few hot keys, and reading them from the shared map would have the threads
+/// contend on one shard lock.
 struct Map<V> {
+    id: usize,
     entries: DashMap<String, V>,
     generation: AtomicU64,
 }
 
-impl<V: Clone> Map<V> {
+/// Entries one thread's front keeps per map before it starts over.
+const MAX_FRONT: usize = 4096;
+
+type Front = HashMap<usize, HashMap<String, (u64, Box<dyn Any>)>>;
+
+thread_local! {
+    static FRONT: RefCell<Front> = RefCell::new(HashMap::new());
+}
+
+impl<V: Clone + 'static> Map<V> {
     fn new() -> Self {
+        static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
         Map {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             entries: DashMap::new(),
             generation: AtomicU64::new(0),
         }
+    }
+
+    fn front_get(&self, key: &str, generation: u64) -> Option<V> {
+        FRONT.with_borrow(|f| {
+            let (g, v) = f.get(&self.id)?.get(key)?;
+            (*g == generation)
+                .then(|| v.downcast_ref::<V>().cloned())
+                .flatten()
+        })
+    }
+
+    fn front_put(&self, key: &str, generation: u64, v: &V) {
+        FRONT.with_borrow_mut(|f| {
+            let mine = f.entry(self.id).or_default();
+            if mine.len() >= MAX_FRONT {
+                mine.clear();
+            }
+            mine.insert(key.to_string(), (generation, Box::new(v.clone())));
+        });
     }
 
     /// A hit costs no allocation: the key is borrowed and the loader is only called on a
@@ -39,10 +75,14 @@ impl<V: Clone> Map<V> {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = StoreResult<Option<V>>>,
     {
-        if let Some(v) = self.entries.get(key) {
-            return Ok(Some(v.clone()));
-        }
         let before = self.generation.load(Ordering::Acquire);
+        if let Some(v) = self.front_get(key, before) {
+            return Ok(Some(v));
+        }
+        if let Some(v) = self.entries.get(key).map(|v| v.clone()) {
+            self.front_put(key, before, &v);
+            return Ok(Some(v));
+        }
         let v = load().await?;
         if let Some(v) = &v {
             if self.entries.len() >= MAX_ENTRIES {
