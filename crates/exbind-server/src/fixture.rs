@@ -96,11 +96,9 @@ scopes = ["calendar:calendar", "calendar:calendar:readonly", "calendar:exchange.
             .await
             .map_err(|e| e.to_string())?;
         let ids = IdSecret::new(&secret);
-        let doc = seed::parse_toml(&Self::seed()).map_err(|v| format!("{v:?}"))?;
-        let plan = seed::plan(doc, &store, &ids)
+        seed::load(&Self::seed(), seed::Format::Toml, &store, &ids)
             .await
             .map_err(|e| e.to_string())?;
-        store.apply_seed(plan).await.map_err(|e| e.to_string())?;
         let user = |user_id: String| UserRow {
             key: ids.user_key(Self::TENANT, &user_id),
             user: User {

@@ -237,7 +237,7 @@ pub async fn authorize(
 }
 
 /// The token of an `Authorization: Bearer <token>` header (scheme matched case-insensitively).
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers
         .get(http::header::AUTHORIZATION)?
         .to_str()

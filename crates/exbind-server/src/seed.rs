@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::domain::ids::IdSecret;
 use crate::domain::model::*;
 use crate::domain::scopes;
-use crate::store::{SeedPlan, Store, StoreError, UserRow};
+use crate::store::{SeedCounts, SeedPlan, Store, StoreError, UserRow};
 use exbind_api::accounts::{address_problem, fold};
 
 /// The built-in demo, loaded when no seed is given and the store is empty.
@@ -150,6 +150,29 @@ fn invalid(path: impl Into<String>, reason: impl Into<String>) -> Vec<Violation>
         path: path.into(),
         reason: reason.into(),
     }]
+}
+
+/// How a seed document is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Toml,
+    Json,
+}
+
+/// Parses, validates and upserts a seed document, all or nothing.
+pub async fn load(
+    text: &str,
+    format: Format,
+    store: &dyn Store,
+    ids: &IdSecret,
+) -> Result<SeedCounts, SeedError> {
+    let doc = match format {
+        Format::Toml => parse_toml(text),
+        Format::Json => parse_json(text),
+    }
+    .map_err(SeedError::Invalid)?;
+    let plan = plan(doc, store, ids).await?;
+    Ok(store.apply_seed(plan).await?)
 }
 
 pub fn parse_toml(text: &str) -> Result<SeedDoc, Vec<Violation>> {

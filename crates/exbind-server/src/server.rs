@@ -115,11 +115,9 @@ impl Server {
         match &args.seed {
             Some(path) => load_seed_file(store.as_ref(), &ids, path).await?,
             None if store.tenants().await.map_err(runtime_error)?.is_empty() => {
-                let doc = seed::parse_toml(seed::DEMO_SEED).expect("the demo seed parses");
-                let plan = seed::plan(doc, store.as_ref(), &ids)
+                seed::load(seed::DEMO_SEED, seed::Format::Toml, store.as_ref(), &ids)
                     .await
                     .map_err(runtime_error)?;
-                store.apply_seed(plan).await.map_err(runtime_error)?;
             }
             None => {}
         }
@@ -252,26 +250,20 @@ async fn load_seed_file(store: &dyn Store, ids: &IdSecret, path: &Path) -> Resul
     let is_json = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    let doc = if is_json {
-        seed::parse_json(&text)
+    let format = if is_json {
+        seed::Format::Json
     } else {
-        seed::parse_toml(&text)
+        seed::Format::Toml
     };
-    let result = match doc {
-        Ok(doc) => seed::plan(doc, store, ids).await,
-        Err(v) => Err(SeedError::Invalid(v)),
-    };
-    let plan = match result {
-        Ok(plan) => plan,
+    match seed::load(&text, format, store, ids).await {
+        Ok(_) => Ok(()),
         Err(SeedError::Invalid(v)) => {
             let more = match v.len() {
                 1 => String::new(),
                 n => format!(" (and {} more)", n - 1),
             };
-            return Err(config_error(format!("seed {shown}: {}{more}", v[0])));
+            Err(config_error(format!("seed {shown}: {}{more}", v[0])))
         }
-        Err(SeedError::Store(e)) => return Err(runtime_error(e)),
-    };
-    store.apply_seed(plan).await.map_err(runtime_error)?;
-    Ok(())
+        Err(SeedError::Store(e)) => Err(runtime_error(e)),
+    }
 }

@@ -587,7 +587,8 @@ pub async fn run(cmd: BulkCommand) -> CmdResult {
     Ok(())
 }
 
-pub fn write_report(path: &Path, rows: &[ReportRow]) -> std::io::Result<()> {
+/// Writes rows as JSON when the path ends in .json, else as CSV.
+pub fn write_report<T: Serialize>(path: &Path, rows: &[T]) -> std::io::Result<()> {
     if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"))

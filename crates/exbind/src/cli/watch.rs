@@ -8,7 +8,7 @@ use exbind_client::{BindingStatus, Error, Quota, UserIdType};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use super::bulk::read_report;
+use super::bulk::{read_report, write_report};
 use super::{CmdResult, Conn, Failure};
 
 #[derive(Debug, clap::Args)]
@@ -128,22 +128,8 @@ pub async fn run(a: WatchArgs) -> CmdResult {
     bar.finish_and_clear();
     let finals: Vec<State> = states.into_values().collect();
     match &a.output {
-        Some(p)
-            if p.extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("json")) =>
-        {
-            std::fs::write(p, serde_json::to_vec_pretty(&finals).expect("serializable"))
-                .map_err(|e| Failure::usage(format!("{}: {e}", p.display())))?;
-        }
         Some(p) => {
-            let mut w = csv::Writer::from_path(p)
-                .map_err(|e| Failure::usage(format!("{}: {e}", p.display())))?;
-            for s in &finals {
-                w.serialize(s)
-                    .map_err(|e| Failure::usage(format!("{}: {e}", p.display())))?;
-            }
-            w.flush()
-                .map_err(|e| Failure::usage(format!("{}: {e}", p.display())))?;
+            write_report(p, &finals).map_err(|e| Failure::usage(format!("{}: {e}", p.display())))?
         }
         None if a.conn.json => {
             println!("{}", serde_json::to_string(&finals).expect("serializable"))

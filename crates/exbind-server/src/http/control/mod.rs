@@ -19,6 +19,7 @@ use crate::clock::rfc3339;
 use crate::domain::model::*;
 use crate::domain::scopes;
 use crate::error::ApiError;
+use crate::pipeline::bearer;
 use crate::seed::{self, SeedError};
 use crate::state::{AppState, SharedState};
 use crate::store::{AppPatch, UserPatch};
@@ -60,15 +61,7 @@ pub fn routes(state: SharedState) -> Router<SharedState> {
 
 /// Every control-plane route needs `Authorization: Bearer <admin token>`.
 async fn require_admin(State(state): State<SharedState>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().split_once(char::is_whitespace))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().to_string())
-        .filter(|t| !t.is_empty());
-    let err = match given {
+    let err = match bearer(req.headers()) {
         None => ErrorCode::MissingToken,
         Some(t) if bool::from(t.as_bytes().ct_eq(state.admin_token.as_bytes())) => {
             return next.run(req).await
@@ -106,19 +99,12 @@ async fn apply_seed(
         .is_some_and(|v| v.trim_start().starts_with("application/json"));
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::invalid("body", None, "the seed must be UTF-8 text"))?;
-    let doc = if is_json {
-        seed::parse_json(text)
+    let format = if is_json {
+        seed::Format::Json
     } else {
-        seed::parse_toml(text)
+        seed::Format::Toml
     };
-    let result = match doc {
-        Ok(doc) => match seed::plan(doc, state.store.as_ref(), &state.ids).await {
-            Ok(plan) => Ok(state.store.apply_seed(plan).await?),
-            Err(e) => Err(e),
-        },
-        Err(v) => Err(SeedError::Invalid(v)),
-    };
-    match result {
+    match seed::load(text, format, state.store.as_ref(), &state.ids).await {
         Ok(counts) => Ok(success(counts)),
         Err(SeedError::Store(e)) => Err(e.into()),
         Err(SeedError::Invalid(violations)) => Err(violations.into_iter().fold(
