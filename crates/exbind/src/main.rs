@@ -2,6 +2,7 @@
 //! the real Feishu / Lark.
 
 mod cli;
+mod logformat;
 mod logwriter;
 mod serve;
 

@@ -13,7 +13,7 @@ pub fn run(args: ServeArgs) -> i32 {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(writer)
-        .with_ansi(false)
+        .event_format(crate::logformat::LineFormat)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
