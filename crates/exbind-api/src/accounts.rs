@@ -5,6 +5,16 @@ pub fn fold(address: &str) -> String {
     address.to_lowercase()
 }
 
+/// Whether two spellings name one address: `fold(a) == fold(b)`, without allocating for the
+/// ASCII addresses nearly everyone has.
+pub fn same_address(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        fold(a) == fold(b)
+    }
+}
+
 /// Why an address is not acceptable, or `None` when it is: 1–500 characters, exactly one
 /// `@`, no whitespace or control characters.
 pub fn address_problem(address: &str) -> Option<&'static str> {
@@ -39,5 +49,9 @@ mod tests {
         assert_eq!(address_problem(&format!("{}@b", "é".repeat(498))), None);
         assert!(address_problem(&format!("{}@b", "é".repeat(499))).is_some());
         assert_eq!(fold("ÄLICE@Example.COM"), "älice@example.com");
+        assert!(same_address("Alice@Example.com", "alice@EXAMPLE.COM"));
+        assert!(same_address("ÄLICE@x", "älice@X"));
+        assert!(!same_address("alice@x", "alicf@x"));
+        assert!(!same_address("älice@x", "alice@x"));
     }
 }

@@ -22,12 +22,19 @@ pub struct InvalidId;
 
 /// The canonical id of a binding made with these spellings.
 pub fn encode(admin_account: &str, exchange_account: &str) -> String {
-    STANDARD.encode(format!("{admin_account} {exchange_account}"))
+    let mut joined = Vec::with_capacity(admin_account.len() + 1 + exchange_account.len());
+    joined.extend_from_slice(admin_account.as_bytes());
+    joined.push(b' ');
+    joined.extend_from_slice(exchange_account.as_bytes());
+    STANDARD.encode(joined)
 }
 
 /// Decodes an id as it arrives in a path segment: percent-decoding first (a bad escape is an
 /// invalid id; `+` stays a plus), then base64.
 pub fn decode_path_segment(raw: &str) -> Result<BindingKey, InvalidId> {
+    if !raw.contains('%') {
+        return decode(raw);
+    }
     let bytes = percent_decode_strict(raw.as_bytes())?;
     let text = std::str::from_utf8(&bytes).map_err(|_| InvalidId)?;
     decode(text)
@@ -43,14 +50,16 @@ pub fn decode(id: &str) -> Result<BindingKey, InvalidId> {
         _ => &STANDARD,
     };
     let bytes = engine.decode(id).map_err(|_| InvalidId)?;
-    let text = String::from_utf8(bytes).map_err(|_| InvalidId)?;
-    let (admin, exchange) = text.split_once(' ').ok_or(InvalidId)?;
-    if admin.is_empty() || exchange.is_empty() || exchange.contains(' ') {
+    let mut admin_account = String::from_utf8(bytes).map_err(|_| InvalidId)?;
+    let space = admin_account.find(' ').ok_or(InvalidId)?;
+    let exchange_account = admin_account[space + 1..].to_string();
+    admin_account.truncate(space);
+    if admin_account.is_empty() || exchange_account.is_empty() || exchange_account.contains(' ') {
         return Err(InvalidId);
     }
     Ok(BindingKey {
-        admin_account: admin.to_string(),
-        exchange_account: exchange.to_string(),
+        admin_account,
+        exchange_account,
     })
 }
 

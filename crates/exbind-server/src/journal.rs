@@ -2,27 +2,61 @@
 
 use std::collections::VecDeque;
 
+use http::Method;
 use parking_lot::Mutex;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
-#[derive(Debug, Clone, Serialize)]
+use crate::pipeline::Identity;
+
+/// One request. Every request to the Feishu routes makes one, so it holds what it was given
+/// (shared or static where it can) and is put into words only when read.
+#[derive(Debug, Clone)]
 pub struct Entry {
-    #[serde(skip)]
     pub seq: u64,
-    /// RFC 3339.
-    pub time: String,
-    #[serde(skip)]
     pub at_ms: i64,
-    pub method: String,
+    pub method: Method,
     pub path: String,
-    pub route: String,
-    pub app_id: Option<String>,
-    pub tenant_key: Option<String>,
-    pub user_id: Option<String>,
+    pub route: &'static str,
+    pub who: Option<Identity>,
     pub status: u16,
     pub code: i64,
     pub log_id: String,
     pub latency_ms: f64,
+}
+
+impl Serialize for Entry {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            /// RFC 3339.
+            time: String,
+            method: &'a str,
+            path: &'a str,
+            route: &'a str,
+            app_id: Option<&'a str>,
+            tenant_key: Option<&'a str>,
+            user_id: Option<&'a str>,
+            status: u16,
+            code: i64,
+            log_id: &'a str,
+            latency_ms: f64,
+        }
+        let who = self.who.as_ref();
+        Wire {
+            time: crate::clock::rfc3339(self.at_ms),
+            method: self.method.as_str(),
+            path: &self.path,
+            route: self.route,
+            app_id: who.map(Identity::app_id),
+            tenant_key: who.and_then(Identity::tenant_key),
+            user_id: who.and_then(Identity::user_id),
+            status: self.status,
+            code: self.code,
+            log_id: &self.log_id,
+            latency_ms: self.latency_ms,
+        }
+        .serialize(s)
+    }
 }
 
 /// Which entries a query wants; every field given must match.
@@ -45,13 +79,14 @@ impl Filter {
         fn eq(want: &Option<String>, have: Option<&str>) -> bool {
             want.as_deref().is_none_or(|w| Some(w) == have)
         }
+        let who = e.who.as_ref();
         self.method
             .as_deref()
-            .is_none_or(|m| m.eq_ignore_ascii_case(&e.method))
-            && eq(&self.route, Some(&e.route))
-            && eq(&self.app_id, e.app_id.as_deref())
-            && eq(&self.tenant_key, e.tenant_key.as_deref())
-            && eq(&self.user_id, e.user_id.as_deref())
+            .is_none_or(|m| m.eq_ignore_ascii_case(e.method.as_str()))
+            && eq(&self.route, Some(e.route))
+            && eq(&self.app_id, who.map(Identity::app_id))
+            && eq(&self.tenant_key, who.and_then(Identity::tenant_key))
+            && eq(&self.user_id, who.and_then(Identity::user_id))
             && self.status.is_none_or(|s| s == e.status)
             && self.code.is_none_or(|c| c == e.code)
             && self.since_ms.is_none_or(|s| e.at_ms >= s)
@@ -131,14 +166,15 @@ mod tests {
     fn entry(i: u32) -> Entry {
         Entry {
             seq: 0,
-            time: String::new(),
             at_ms: i as i64,
-            method: if i.is_multiple_of(2) { "GET" } else { "POST" }.into(),
+            method: if i.is_multiple_of(2) {
+                Method::GET
+            } else {
+                Method::POST
+            },
             path: "/p".into(),
-            route: "/r".into(),
-            app_id: Some("a".into()),
-            tenant_key: None,
-            user_id: None,
+            route: "/r",
+            who: Some(Identity::App("a".into())),
             status: 200,
             code: 0,
             log_id: format!("L{i}"),

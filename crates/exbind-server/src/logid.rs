@@ -1,21 +1,41 @@
 //! Log ids: 14 digits of UTC time (`YYYYMMDDHHMMSS`) then 20 upper-case hex characters.
 
+use std::cell::RefCell;
+
 use rand::Rng;
 
 pub fn new_log_id(now_ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(now_ms.div_euclid(1000))
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let r: u128 = rand::rng().random::<u128>() & ((1u128 << 80) - 1);
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}{:020X}",
-        t.year(),
-        t.month() as u8,
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        r
-    )
+    thread_local! {
+        /// Every request makes one: the time part is formatted once per second per thread.
+        static SECOND: RefCell<(i64, [u8; 14])> = const { RefCell::new((i64::MIN, [0; 14])) };
+    }
+    let secs = now_ms.div_euclid(1000);
+    let mut id = String::with_capacity(34);
+    SECOND.with_borrow_mut(|(cached, digits)| {
+        if *cached != secs {
+            let t = time::OffsetDateTime::from_unix_timestamp(secs)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            let text = format!(
+                "{:04}{:02}{:02}{:02}{:02}{:02}",
+                t.year(),
+                t.month() as u8,
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            );
+            digits.copy_from_slice(&text.as_bytes()[..14]);
+            *cached = secs;
+        }
+        id.push_str(std::str::from_utf8(digits).expect("ascii digits"));
+    });
+    let r: u128 = rand::rng().random::<u128>();
+    for i in (0..20).rev() {
+        id.push(char::from(
+            b"0123456789ABCDEF"[((r >> (4 * i)) & 0xf) as usize],
+        ));
+    }
+    id
 }
 
 #[cfg(test)]
@@ -29,5 +49,7 @@ mod tests {
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)));
         assert_ne!(id, super::new_log_id(1_700_000_000_123));
+        // The next second on the same thread gets its own time part.
+        assert!(super::new_log_id(1_700_000_001_000).starts_with("20231114221321"));
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 use parking_lot::Mutex;
 
-use crate::domain::model::{App, User, UserStatus};
+use crate::domain::model::{App, User, UserStatus, UserToken};
 use crate::domain::scopes::{self, BindingMethod};
 use crate::error::ApiError;
 use crate::limits::Budget;
@@ -38,11 +38,33 @@ impl UserIdType {
 #[derive(Clone, Default)]
 pub struct CallerSlot(Arc<Mutex<Option<Identity>>>);
 
-#[derive(Clone, Debug, Default)]
-pub struct Identity {
-    pub app_id: String,
-    pub tenant_key: Option<String>,
-    pub user_id: Option<String>,
+#[derive(Clone, Debug)]
+pub enum Identity {
+    /// An app asking for a token.
+    App(String),
+    /// A user token, as the store holds it.
+    User(Arc<UserToken>),
+}
+
+impl Identity {
+    pub fn app_id(&self) -> &str {
+        match self {
+            Identity::App(app_id) => app_id,
+            Identity::User(t) => &t.app_id,
+        }
+    }
+    pub fn tenant_key(&self) -> Option<&str> {
+        match self {
+            Identity::App(_) => None,
+            Identity::User(t) => Some(&t.tenant_key),
+        }
+    }
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Identity::App(_) => None,
+            Identity::User(t) => Some(&t.user_id),
+        }
+    }
 }
 
 impl CallerSlot {
@@ -123,11 +145,7 @@ pub async fn authorize(
             .ok_or(ErrorCode::InvalidUserToken)?,
         _ => return Err(ErrorCode::MalformedToken.into()),
     };
-    slot.set(Identity {
-        app_id: token.app_id.clone(),
-        tenant_key: Some(token.tenant_key.clone()),
-        user_id: Some(token.user_id.clone()),
-    });
+    slot.set(Identity::User(token.clone()));
     if state.now() >= token.expires_at {
         return Err(ErrorCode::TokenExpired.into());
     }

@@ -13,69 +13,81 @@ use sha2::Sha256;
 pub type UserKey = [u8; 12];
 
 pub struct IdSecret {
-    mac_key: Vec<u8>,
+    /// Keyed once: each use clones the keyed state instead of hashing the key again.
+    mac: Hmac<Sha256>,
     open: Aes128,
     union: Aes128,
-    /// Tags of apps and organisations: few, and asked for on every request.
-    tags: DashMap<(&'static [u8], String), [u8; 4]>,
+    /// Tags of apps and of organisations: few, and asked for on every request.
+    app_tags: DashMap<String, [u8; 4]>,
+    org_tags: DashMap<String, [u8; 4]>,
 }
 
 impl IdSecret {
     pub fn new(secret: &[u8]) -> IdSecret {
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
         let derive = |label: &str| -> [u8; 16] {
-            let full = hmac(secret, &[label.as_bytes()]);
+            let full = hmac(&mac, &[label.as_bytes()]);
             full[..16].try_into().unwrap()
         };
         IdSecret {
-            mac_key: secret.to_vec(),
             open: Aes128::new(GenericArray::from_slice(&derive("open_id"))),
             union: Aes128::new(GenericArray::from_slice(&derive("union_id"))),
-            tags: DashMap::new(),
+            mac,
+            app_tags: DashMap::new(),
+            org_tags: DashMap::new(),
         }
     }
 
     /// The stable key of a user, from its tenant and user id.
     pub fn user_key(&self, tenant_key: &str, user_id: &str) -> UserKey {
         let full = hmac(
-            &self.mac_key,
+            &self.mac,
             &[b"user", tenant_key.as_bytes(), user_id.as_bytes()],
         );
         full[..12].try_into().unwrap()
     }
 
     fn tag(&self, kind: &'static [u8], name: &str) -> [u8; 4] {
-        if let Some(t) = self.tags.get(&(kind, name.to_string())) {
+        let tags = if kind == APP {
+            &self.app_tags
+        } else {
+            &self.org_tags
+        };
+        if let Some(t) = tags.get(name) {
             return *t;
         }
-        let full = hmac(&self.mac_key, &[kind, name.as_bytes()]);
+        let full = hmac(&self.mac, &[kind, name.as_bytes()]);
         let tag: [u8; 4] = full[..4].try_into().unwrap();
-        if self.tags.len() < 10_000 {
-            self.tags.insert((kind, name.to_string()), tag);
+        if tags.len() < 10_000 {
+            tags.insert(name.to_string(), tag);
         }
         tag
     }
 
     pub fn open_id(&self, user: &UserKey, app_id: &str) -> String {
-        seal(&self.open, "ou_", user, self.tag(b"app", app_id))
+        seal(&self.open, "ou_", user, self.tag(APP, app_id))
     }
 
     pub fn union_id(&self, user: &UserKey, developer: &str) -> String {
-        seal(&self.union, "on_", user, self.tag(b"org", developer))
+        seal(&self.union, "on_", user, self.tag(ORG, developer))
     }
 
     /// The user behind an open_id, if it is one that `app_id` was given.
     pub fn parse_open_id(&self, id: &str, app_id: &str) -> Option<UserKey> {
-        open(&self.open, "ou_", id, self.tag(b"app", app_id))
+        open(&self.open, "ou_", id, self.tag(APP, app_id))
     }
 
     /// The user behind a union_id, if it belongs to `developer`'s organisation.
     pub fn parse_union_id(&self, id: &str, developer: &str) -> Option<UserKey> {
-        open(&self.union, "on_", id, self.tag(b"org", developer))
+        open(&self.union, "on_", id, self.tag(ORG, developer))
     }
 }
 
-fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
+const APP: &[u8] = b"app";
+const ORG: &[u8] = b"org";
+
+fn hmac(keyed: &Hmac<Sha256>, parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = keyed.clone();
     for p in parts {
         // Length-prefix each part so ("ab","c") and ("a","bc") differ.
         mac.update(&(p.len() as u32).to_be_bytes());
@@ -90,8 +102,16 @@ fn seal(cipher: &Aes128, prefix: &str, user: &UserKey, tag: [u8; 4]) -> String {
     block[12..].copy_from_slice(&tag);
     let mut b = GenericArray::from(block);
     cipher.encrypt_block(&mut b);
-    format!("{prefix}{}", hex::encode(b))
+    let mut id = String::with_capacity(prefix.len() + 32);
+    id.push_str(prefix);
+    for byte in b {
+        id.push(char::from(HEX[usize::from(byte >> 4)]));
+        id.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    id
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn open(cipher: &Aes128, prefix: &str, id: &str, tag: [u8; 4]) -> Option<UserKey> {
     let hex_part = id.strip_prefix(prefix)?;
@@ -129,5 +149,18 @@ mod tests {
             IdSecret::new(b"other").open_id(&k, "cli_a")
         );
         assert_eq!(s.parse_open_id("ou_zz", "cli_a"), None);
+    }
+
+    #[test]
+    fn ids_do_not_change_between_versions() {
+        let s = IdSecret::new(b"secret");
+        let k = s.user_key("acme", "alice");
+        // Clients keep these ids: the derivation is part of the contract with them.
+        assert_eq!(hex::encode(k), "d4eafc3e4d4f44ae3d35c9de");
+        assert_eq!(
+            s.open_id(&k, "cli_a"),
+            "ou_cf6791682799c78ab36adf860c0d336b"
+        );
+        assert_eq!(s.union_id(&k, "dev"), "on_b5f96162559732403aaf1440d481466a");
     }
 }

@@ -47,10 +47,7 @@ async fn issue(state: SharedState, slot: CallerSlot, body: Bytes, app_token: boo
     let Some((app_id, secret)) = creds else {
         return flat_error(10003, "invalid param");
     };
-    slot.set(Identity {
-        app_id: app_id.clone(),
-        ..Default::default()
-    });
+    slot.set(Identity::App(app_id.clone()));
     let route = if app_token { APP_ROUTE } else { TENANT_ROUTE };
     if let Err(e) = inject_fault(&state, "POST", route, Some(&app_id), None, &[]).await {
         return e.into_response();

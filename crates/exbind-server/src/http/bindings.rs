@@ -20,7 +20,7 @@ use crate::domain::sync::Scenario;
 use crate::error::ApiError;
 use crate::pipeline::{authorize, Caller, CallerSlot, UserIdType};
 use crate::state::{AppState, SharedState};
-use exbind_api::accounts::{address_problem, fold};
+use exbind_api::accounts::{address_problem, fold, same_address};
 
 pub fn routes() -> Router<SharedState> {
     Router::new().route(COLLECTION_ROUTE, post(create)).route(
@@ -103,7 +103,7 @@ async fn get_binding(
         .binding_view(&fold(&key.exchange_account))
         .await?
         .filter(|b| {
-            b.tenant_key == caller.tenant_key() && fold(&b.admin_account) == fold(&admin.account)
+            b.tenant_key == caller.tenant_key() && same_address(&b.admin_account, &admin.account)
         })
         .ok_or(ErrorCode::BindingNotFound)?;
     Ok(success(render(&state, &caller, binding)))

@@ -142,18 +142,13 @@ async fn frame(State(state): State<SharedState>, req: Request, next: Next) -> Re
         .metrics
         .observe(route, parts.status.as_u16(), code, latency);
     if let Some(path) = path {
-        let who = slot.get().unwrap_or_default();
-        let at_ms = state.now();
         state.journal.record(journal::Entry {
             seq: 0,
-            time: crate::clock::rfc3339(at_ms),
-            at_ms,
-            method: method.to_string(),
+            at_ms: state.now(),
+            method: method.clone(),
             path,
-            route: route.to_string(),
-            app_id: (!who.app_id.is_empty()).then_some(who.app_id),
-            tenant_key: who.tenant_key,
-            user_id: who.user_id,
+            route,
+            who: slot.get(),
             status: parts.status.as_u16(),
             code,
             log_id: log_id.clone(),
@@ -180,7 +175,9 @@ impl IntoResponse for ApiError {
 
 /// A JSON answer with the documented content type.
 pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
-    let bytes = serde_json::to_vec(body).expect("serializable");
+    // Sized for a binding answer, so it is written without growing.
+    let mut bytes = Vec::with_capacity(384);
+    serde_json::to_writer(&mut bytes, body).expect("serializable");
     (status, [(header::CONTENT_TYPE, JSON_UTF8)], bytes).into_response()
 }
 

@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::http::{success, ApiPath as Path, Payload};
 use crate::seed::check_scenario;
 use crate::state::{AppState, SharedState};
-use exbind_api::accounts::{address_problem, fold};
+use exbind_api::accounts::{address_problem, fold, same_address};
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
@@ -115,7 +115,7 @@ async fn tenant_binding(
         .binding(&fold(&key.exchange_account))
         .await?
         .filter(|b| {
-            b.tenant_key == tenant_key && fold(&b.admin_account) == fold(&key.admin_account)
+            b.tenant_key == tenant_key && same_address(&b.admin_account, &key.admin_account)
         })
         .ok_or_else(|| {
             ApiError::not_found(format!("binding {id:?} not found in tenant {tenant_key:?}"))
