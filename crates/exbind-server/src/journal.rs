@@ -118,10 +118,15 @@ impl Journal {
         let mut g = self.entries.lock();
         g.0 += 1;
         e.seq = g.0;
-        if g.1.len() == self.capacity {
-            g.1.pop_front();
-        }
+        let evicted = if g.1.len() == self.capacity {
+            g.1.pop_front()
+        } else {
+            None
+        };
         g.1.push_back(e);
+        drop(g);
+        // Freed outside the lock, which every request takes.
+        drop(evicted);
     }
 
     /// Newest first, at most `limit`; also the sequence number to page on from, if more match.

@@ -76,6 +76,11 @@ pub struct Server {
 }
 
 impl Server {
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> &SharedState {
+        &self.state
+    }
+
     pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Server, StartError> {
         if args.database_url.is_some() {
             return Err(config_error(
@@ -199,7 +204,7 @@ impl Server {
     /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
     /// finish (bounded by `DRAIN_TIMEOUT`).
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let router = crate::http::router(self.state.clone());
+        let service = crate::http::service(self.state.clone());
         self.cached.fill_index();
         let (stop_sync, stop_rx) = tokio::sync::watch::channel(false);
         let engine = tokio::spawn(crate::sync::run(self.state.clone(), stop_rx));
@@ -218,11 +223,11 @@ impl Server {
                     };
                     let _ = stream.set_nodelay(true);
                     // No timer, as axum::serve: hyper would otherwise arm a header-read timer
-                        // on every request (~5 % of GET throughput). Each request stays bounded
-                        // by the 30 s limit of the framing layer once its head is read.
+                    // on every request (~5 % of GET throughput). Each request stays bounded
+                    // by the 30 s limit of the framing layer once its head is read.
                     let conn = http1::Builder::new()
                         .title_case_headers(true)
-                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
+                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
                         let _ = conn.await;

@@ -20,7 +20,6 @@ struct Shared {
     dropped: AtomicU64,
 }
 
-#[derive(Clone)]
 pub struct BatchWriter(Arc<Shared>);
 
 /// Stops the flusher and writes what is left when dropped.
@@ -76,7 +75,11 @@ pub fn stderr() -> (BatchWriter, Guard) {
     )
 }
 
-impl Write for BatchWriter {
+/// What one log line is written through: a borrow, so making one per line costs nothing
+/// (a clone of the `Arc` would have the threads contend on its count).
+pub struct Sink<'a>(&'a Shared);
+
+impl Write for Sink<'_> {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         let mut buf = self.0.buf.lock();
         if buf.len() + data.len() > MAX_BUFFERED {
@@ -93,9 +96,9 @@ impl Write for BatchWriter {
 }
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchWriter {
-    type Writer = BatchWriter;
-    fn make_writer(&'a self) -> BatchWriter {
-        self.clone()
+    type Writer = Sink<'a>;
+    fn make_writer(&'a self) -> Sink<'a> {
+        Sink(&self.0)
     }
 }
 

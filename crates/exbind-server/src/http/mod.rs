@@ -6,20 +6,25 @@ mod bindings;
 mod control;
 mod health;
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{FromRequest, MatchedPath, Request, State};
-use axum::middleware::{self, Next};
+use axum::extract::{FromRequest, MatchedPath, Request};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use bytes::Bytes;
 use exbind_api::ErrorCode;
+use futures_util::FutureExt;
 use http::{header, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use serde::Serialize;
 use serde_json::json;
-use tower_http::catch_panic::CatchPanicLayer;
+use tower::Service as _;
 
 use crate::error::ApiError;
 use crate::journal;
@@ -35,22 +40,20 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub const JSON_UTF8: &str = "application/json; charset=utf-8";
 
-pub fn router(state: SharedState) -> Router {
-    Router::new()
+/// The whole HTTP surface: the route table inside the framing every answer goes through.
+/// The framing wraps the table once; `Router::layer` would wrap (and box) it around each
+/// route, at a cost on every request.
+pub fn service(state: SharedState) -> Frame {
+    let router = Router::new()
         .merge(bindings::routes())
         .merge(auth::routes())
         .merge(control::routes(state.clone()))
         .merge(health::routes())
         .fallback(|| async { ApiError::new(ErrorCode::ResourceNotFound) })
         .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
-        .route_layer(middleware::from_fn(record_route))
-        .layer(CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| {
-                ApiError::internal("handler panicked").into_response()
-            },
-        ))
-        .layer(middleware::from_fn_with_state(state.clone(), frame))
-        .with_state(state)
+        .route_layer(tower::layer::layer_fn(RecordRoute))
+        .with_state(state.clone());
+    Frame { router, state }
 }
 
 /// The matched route template, carried to `frame` for the log line and metrics.
@@ -71,16 +74,57 @@ fn route_label(matched: &str) -> &'static str {
     label
 }
 
-async fn record_route(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| route_label(m.as_str()));
-    let mut resp = next.run(req).await;
-    if let Some(r) = route {
-        resp.extensions_mut().insert(Route(r));
+/// Puts the matched route on the response, for `frame`. A plain service, not a `from_fn`
+/// middleware: it runs on every request, and this way it allocates nothing.
+#[derive(Clone)]
+struct RecordRoute<S>(S);
+
+impl<S> tower::Service<Request> for RecordRoute<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = RouteRecorded<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
     }
-    resp
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|m| route_label(m.as_str()));
+        RouteRecorded {
+            inner: self.0.call(req),
+            route,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct RouteRecorded<F> {
+        #[pin]
+        inner: F,
+        route: Option<&'static str>,
+    }
+}
+
+impl<F, E> Future for RouteRecorded<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut resp = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(r) = *this.route {
+            resp.extensions_mut().insert(Route(r));
+        }
+        Poll::Ready(Ok(resp))
+    }
 }
 
 /// The business code of an answer that is not an `ApiError` (token endpoints answer their
@@ -88,8 +132,33 @@ async fn record_route(req: Request, next: Next) -> Response {
 #[derive(Clone, Copy)]
 pub struct Code(pub i64);
 
-/// Every answer passes here: a log id, the documented error body, the log line.
-async fn frame(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+/// Every answer passes here: a log id, the documented error body (also for a handler that
+/// panicked or ran out of time), the journal, the metrics, the log line.
+#[derive(Clone)]
+pub struct Frame {
+    router: Router,
+    state: SharedState,
+}
+
+impl<B> tower::Service<http::Request<B>> for Frame
+where
+    B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        Box::pin(frame(self.clone(), req.map(Body::new)))
+    }
+}
+
+async fn frame(Frame { mut router, state }: Frame, req: Request) -> Result<Response, Infallible> {
     let started = Instant::now();
     let log_id = new_log_id(state.now());
     let method = req.method().clone();
@@ -98,8 +167,14 @@ async fn frame(State(state): State<SharedState>, req: Request, next: Next) -> Re
     let slot = CallerSlot::default();
     let mut req = req;
     req.extensions_mut().insert(slot.clone());
-    let resp = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
-        Ok(r) => r,
+    let handled = async move {
+        let fut = std::panic::catch_unwind(AssertUnwindSafe(|| router.call(req)))?;
+        let Ok(resp) = AssertUnwindSafe(fut).catch_unwind().await?;
+        Ok::<_, Box<dyn std::any::Any + Send>>(resp)
+    };
+    let resp = match tokio::time::timeout(REQUEST_TIMEOUT, handled).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => ApiError::internal("handler panicked").into_response(),
         Err(_) => ApiError::internal("request timed out").into_response(),
     };
     let (mut parts, body) = resp.into_parts();
@@ -162,7 +237,7 @@ async fn frame(State(state): State<SharedState>, req: Request, next: Next) -> Re
         parts.status.as_u16(),
         latency.as_micros()
     );
-    Response::from_parts(parts, body)
+    Ok(Response::from_parts(parts, body))
 }
 
 impl IntoResponse for ApiError {
@@ -178,7 +253,11 @@ pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     // Sized for a binding answer, so it is written without growing.
     let mut bytes = Vec::with_capacity(384);
     serde_json::to_writer(&mut bytes, body).expect("serializable");
-    (status, [(header::CONTENT_TYPE, JSON_UTF8)], bytes).into_response()
+    let mut resp = Response::new(Body::from(bytes));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
+    resp
 }
 
 /// `{"code":0,"msg":"success","data":...}`.
@@ -278,5 +357,46 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromR
             .await
             .map(|q| ApiQuery(q.0))
             .map_err(|e| ApiError::invalid("query", None, e.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{clock::SystemClock, ServeArgs, Server};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_with_the_documented_json() {
+        let args = Args::parse_from(["serve", "--data-dir", ":memory:"]).serve;
+        let server = Server::start(&args, std::sync::Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let mut frame = Frame {
+            router: Router::new().route(
+                "/boom",
+                axum::routing::get(|| async {
+                    if true {
+                        panic!("boom");
+                    }
+                }),
+            ),
+            state: server.state().clone(),
+        };
+        let req = http::Request::get("/boom").body(Body::empty()).unwrap();
+        let resp = frame.call(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], JSON_UTF8);
+        let log_id = resp.headers()["x-tt-logid"].to_str().unwrap().to_string();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["code"], 190003, "{v}");
+        assert_eq!(v["error"]["log_id"], log_id.as_str());
     }
 }

@@ -112,7 +112,14 @@ impl<V: Clone + 'static> Map<V> {
 /// The users cache's key: tenant and user id, the tenant length-prefixed so no two pairs
 /// share a key.
 fn user_key(tenant_key: &str, user_id: &str) -> String {
-    format!("{}:{tenant_key}{user_id}", tenant_key.len())
+    let mut len = itoa::Buffer::new();
+    let len = len.format(tenant_key.len());
+    let mut key = String::with_capacity(len.len() + 1 + tenant_key.len() + user_id.len());
+    key.push_str(len);
+    key.push(':');
+    key.push_str(tenant_key);
+    key.push_str(user_id);
+    key
 }
 
 /// The store and its caches; shared with the tasks that finish writes.
