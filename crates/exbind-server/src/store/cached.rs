@@ -33,10 +33,12 @@ struct Map<V> {
 /// Entries one thread's front keeps per map before it starts over.
 const MAX_FRONT: usize = 4096;
 
-type Front = HashMap<usize, HashMap<String, (u64, Box<dyn Any>)>>;
+/// Hashed with foldhash (randomly seeded, like std's SipHash, and several times faster on
+/// these short keys): each request makes five lookups here.
+type Front = foldhash::HashMap<usize, foldhash::HashMap<String, (u64, Box<dyn Any>)>>;
 
 thread_local! {
-    static FRONT: RefCell<Front> = RefCell::new(HashMap::new());
+    static FRONT: RefCell<Front> = RefCell::new(Front::default());
 }
 
 impl<V: Clone + 'static> Map<V> {
