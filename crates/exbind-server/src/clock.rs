@@ -26,3 +26,36 @@ pub fn rfc3339(ms: i64) -> String {
         })
         .unwrap_or_default()
 }
+
+/// The UTC date and time of a Unix second, `2026-11-24T07:08:00` (`rfc3339`) or
+/// `20261124070800`.
+pub fn utc_second(secs: i64, rfc3339: bool) -> String {
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let (date, middle, time) = if rfc3339 {
+        ("-", "T", ":")
+    } else {
+        ("", "", "")
+    };
+    format!(
+        "{:04}{date}{:02}{date}{:02}{middle}{:02}{time}{:02}{time}{:02}",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_seconds() {
+        assert_eq!(
+            super::utc_second(1_700_000_000, true),
+            "2023-11-14T22:13:20"
+        );
+        assert_eq!(super::utc_second(1_700_000_000, false), "20231114221320");
+    }
+}

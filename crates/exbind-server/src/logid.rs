@@ -13,17 +13,7 @@ pub fn new_log_id(now_ms: i64) -> String {
     let mut id = String::with_capacity(34);
     SECOND.with_borrow_mut(|(cached, digits)| {
         if *cached != secs {
-            let t = time::OffsetDateTime::from_unix_timestamp(secs)
-                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-            let text = format!(
-                "{:04}{:02}{:02}{:02}{:02}{:02}",
-                t.year(),
-                t.month() as u8,
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            );
+            let text = crate::clock::utc_second(secs, false);
             digits.copy_from_slice(&text.as_bytes()[..14]);
             *cached = secs;
         }

@@ -56,19 +56,7 @@ fn write_timestamp(w: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
     let secs = since.as_secs();
     SECOND.with_borrow_mut(|(cached, text)| {
         if *cached != secs {
-            let t = time::OffsetDateTime::from_unix_timestamp(secs as i64)
-                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-            text.clear();
-            write!(
-                text,
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-                t.year(),
-                t.month() as u8,
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            )?;
+            *text = exbind_server::clock::utc_second(secs as i64, true);
             *cached = secs;
         }
         write!(w, "{text}.{:06}Z", since.subsec_micros())
