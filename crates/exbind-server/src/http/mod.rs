@@ -160,7 +160,8 @@ where
 
 async fn frame(Frame { mut router, state }: Frame, req: Request) -> Result<Response, Infallible> {
     let started = Instant::now();
-    let log_id = new_log_id(state.now());
+    let at_ms = state.now();
+    let log_id = new_log_id(at_ms);
     let method = req.method().clone();
     let path = (state.journal.enabled() && req.uri().path().starts_with("/open-apis/"))
         .then(|| req.uri().path().to_string());
@@ -219,7 +220,7 @@ async fn frame(Frame { mut router, state }: Frame, req: Request) -> Result<Respo
     if let Some(path) = path {
         state.journal.record(journal::Entry {
             seq: 0,
-            at_ms: state.now(),
+            at_ms,
             method: method.clone(),
             path,
             route,
