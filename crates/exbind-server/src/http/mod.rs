@@ -160,8 +160,7 @@ where
 
 async fn frame(Frame { mut router, state }: Frame, req: Request) -> Result<Response, Infallible> {
     let started = Instant::now();
-    let at_ms = state.now();
-    let log_id = new_log_id(at_ms);
+    let log_id = new_log_id(state.now());
     let method = req.method().clone();
     let path = (state.journal.enabled() && req.uri().path().starts_with("/open-apis/"))
         .then(|| req.uri().path().to_string());
@@ -220,7 +219,8 @@ async fn frame(Frame { mut router, state }: Frame, req: Request) -> Result<Respo
     if let Some(path) = path {
         state.journal.record(journal::Entry {
             seq: 0,
-            at_ms,
+            // When it was answered: its arrival is this less `latency_ms`.
+            at_ms: state.now(),
             method: method.clone(),
             path,
             route,
