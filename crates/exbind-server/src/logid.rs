@@ -19,12 +19,11 @@ pub fn new_log_id(now_ms: i64) -> String {
         }
         id.push_str(std::str::from_utf8(digits).expect("ascii digits"));
     });
-    let r: u128 = rand::rng().random::<u128>();
-    for i in (0..20).rev() {
-        id.push(char::from(
-            b"0123456789ABCDEF"[((r >> (4 * i)) & 0xf) as usize],
-        ));
-    }
+    let r: [u8; 10] = rand::rng().random();
+    let mut digits = [0u8; 20];
+    hex::encode_to_slice(r, &mut digits).expect("20 digits for 10 bytes");
+    digits.make_ascii_uppercase();
+    id.push_str(std::str::from_utf8(&digits).expect("hex digits"));
     id
 }
 

@@ -102,16 +102,13 @@ fn seal(cipher: &Aes128, prefix: &str, user: &UserKey, tag: [u8; 4]) -> String {
     block[12..].copy_from_slice(&tag);
     let mut b = GenericArray::from(block);
     cipher.encrypt_block(&mut b);
+    let mut digits = [0u8; 32];
+    hex::encode_to_slice(b, &mut digits).expect("32 digits for 16 bytes");
     let mut id = String::with_capacity(prefix.len() + 32);
     id.push_str(prefix);
-    for byte in b {
-        id.push(char::from(HEX[usize::from(byte >> 4)]));
-        id.push(char::from(HEX[usize::from(byte & 0xf)]));
-    }
+    id.push_str(std::str::from_utf8(&digits).expect("hex digits"));
     id
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn open(cipher: &Aes128, prefix: &str, id: &str, tag: [u8; 4]) -> Option<UserKey> {
     let hex_part = id.strip_prefix(prefix)?;
