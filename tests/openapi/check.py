@@ -91,6 +91,7 @@ OPEN = {
     ("get", "/_exbind/readyz"),
     ("get", "/_exbind/metrics"),
     ("get", "/_exbind/openapi.json"),
+    ("get", "/_exbind/assets/{name}"),
 }
 EXPECTED = FEISHU_BINDINGS | FEISHU_TOKENS | CONTROL | OPEN
 
@@ -112,6 +113,7 @@ STAGES = [
             "readyz",
             "metrics",
             "openapi",
+            "asset",
             "listTenants",
             "getTenant",
             "getUser",

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Installs the official SDKs that crates/exbind/tests/sdk.rs drives:
+# Installs what the tests drive besides exbind: the official SDKs (crates/exbind/tests/sdk.rs),
+# the OpenAPI checker, and the browser tests' chromium and Playwright:
 #   tests/sdk/python/.venv        lark-oapi (requirements.txt)
 #   tests/sdk/node/node_modules   @larksuiteoapi/node-sdk (package-lock.json, npm ci)
+#   tests/openapi/.venv           openapi-spec-validator, schemathesis
+#   /usr/bin/chromium             Debian's chromium (apt-get, when missing and run as root)
+#   tests/browser/node_modules    playwright-core, axe-core (package-lock.json, npm ci)
 # Idempotent: each part is skipped while its lock file is unchanged since the last install.
 # Needs python3 (3.11) with venv, node (20) and npm. PYTHON=... picks another interpreter.
 set -euo pipefail
@@ -70,4 +74,29 @@ else
   "$oa_venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$oa_dir/requirements.txt"
   "$oa_venv/bin/python" -c 'import openapi_spec_validator, schemathesis'
   echo "$oa_want" > "$oa_stamp"
+fi
+
+# --- Browser tests ----------------------------------------------------------------------
+# Debian's chromium (no browser download is possible here) and tests/browser/node_modules:
+# playwright-core and axe-core, which the browser tests (tests/browser/*.mjs) use.
+chromium_bin="${CHROMIUM:-/usr/bin/chromium}"
+if [[ -x "$chromium_bin" ]]; then
+  echo "browser: $chromium_bin present"
+elif [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+  echo "browser: installing Debian's chromium"
+  apt-get update -q || true
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+else
+  echo "browser: $chromium_bin is missing; install Debian's chromium (apt-get install chromium)" >&2
+  exit 1
+fi
+br_dir="$(cd "$here/../browser" && pwd)"
+stamp="$br_dir/node_modules/.exbind-package-lock.sha256"
+want="$(sha "$br_dir/package-lock.json")"
+if [[ -d "$br_dir/node_modules/playwright-core" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  echo "browser: up to date ($br_dir/node_modules)"
+else
+  echo "browser: npm ci in $br_dir"
+  (cd "$br_dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  echo "$want" > "$stamp"
 fi

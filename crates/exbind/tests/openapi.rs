@@ -9,8 +9,6 @@
 //! them this test fails, unless `EXBIND_SKIP_SDK=1`, which skips it.
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -57,16 +55,9 @@ scopes = ["calendar:calendar", "calendar:calendar:readonly", "calendar:exchange.
           "contact:user.email:readonly", "contact:user.employee_id:readonly"]
 "#;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
-}
-
 #[tokio::test]
 async fn openapi_document_matches_the_live_server() {
-    let root = workspace_root();
+    let root = repo_root();
     let python = root.join("tests/openapi/.venv/bin/python");
     if std::env::var("EXBIND_SKIP_SDK").as_deref() == Ok("1") {
         println!("skipped: OpenAPI check against the live server (EXBIND_SKIP_SDK=1)");
@@ -100,7 +91,7 @@ async fn openapi_document_matches_the_live_server() {
 
     let user_token = s.mint("cli_acme", "acme", "boss").await;
 
-    let mut cmd = Command::new(&python);
+    let mut cmd = script_command(&python);
     cmd.arg(root.join("tests/openapi/check.py"))
         .arg("--spec")
         .arg(&spec)
@@ -110,19 +101,7 @@ async fn openapi_document_matches_the_live_server() {
         .arg(&s.admin_token)
         .arg("--user-token")
         .arg(&user_token)
-        .current_dir(tmp.path())
-        .env("NO_PROXY", "127.0.0.1,localhost,::1")
-        .env("no_proxy", "127.0.0.1,localhost,::1");
-    for var in [
-        "HTTP_PROXY",
-        "http_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ] {
-        cmd.env_remove(var);
-    }
+        .current_dir(tmp.path());
     let (status, out, err) =
         tokio::task::spawn_blocking(move || run_to_exit(cmd, Duration::from_secs(300)))
             .await

@@ -51,13 +51,6 @@ scopes = ["calendar:calendar", "calendar:calendar:readonly", "calendar:exchange.
           "contact:user.email:readonly", "contact:user.employee_id:readonly"]
 "#;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
-}
-
 /// `None` when `EXBIND_SKIP_SDK=1` (the caller skips); panics when the SDK is not installed.
 fn prerequisite(sdk: &str, installed: &Path) -> Option<()> {
     if std::env::var("EXBIND_SKIP_SDK").as_deref() == Ok("1") {
@@ -97,28 +90,15 @@ async fn run_flow(sdk: &str, program: &Path, args: &[PathBuf], user: &str, prefi
         .to_string();
     let (exchange, id) = exchange_account(prefix);
 
-    let mut cmd = Command::new(program);
+    let mut cmd = script_command(program);
     cmd.args(args)
-        .current_dir(repo_root())
         .env("EXBIND_BASE_URL", &s.base)
         .env("APP_ID", APP_ID)
         .env("APP_SECRET", APP_SECRET)
         .env("USER_ACCESS_TOKEN", &token)
         .env("ADMIN_ACCOUNT", ADMIN_ACCOUNT)
         .env("EXCHANGE_ACCOUNT", &exchange)
-        .env("USER_OPEN_ID", &open_id)
-        .env("NO_PROXY", "127.0.0.1,localhost,::1")
-        .env("no_proxy", "127.0.0.1,localhost,::1");
-    for var in [
-        "HTTP_PROXY",
-        "http_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ] {
-        cmd.env_remove(var);
-    }
+        .env("USER_OPEN_ID", &open_id);
     let (status, out, err) =
         tokio::task::spawn_blocking(move || run_to_exit(cmd, Duration::from_secs(120)))
             .await

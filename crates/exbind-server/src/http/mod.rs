@@ -5,6 +5,7 @@ mod auth;
 mod bindings;
 mod control;
 mod health;
+pub mod html;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -49,6 +50,7 @@ pub fn service(state: SharedState) -> Frame {
         .merge(auth::routes())
         .merge(control::routes(state.clone()))
         .merge(health::routes())
+        .merge(html::routes())
         .fallback(|| async { ApiError::new(ErrorCode::ResourceNotFound) })
         .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
         .route_layer(tower::layer::layer_fn(RecordRoute))

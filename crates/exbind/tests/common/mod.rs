@@ -1507,3 +1507,86 @@ impl Server {
 /// The journal routes of the binding endpoints.
 pub const CREATE_ROUTE: &str = "/open-apis/calendar/v4/exchange_bindings";
 pub const ONE_ROUTE: &str = "/open-apis/calendar/v4/exchange_bindings/{exchange_binding_id}";
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
+}
+
+/// `program` run from the repository root, talking to loopback servers directly: proxy
+/// settings of the machine are removed, so a client library cannot route 127.0.0.1 through
+/// one.
+pub fn script_command(program: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(repo_root())
+        .env("NO_PROXY", "127.0.0.1,localhost,::1")
+        .env("no_proxy", "127.0.0.1,localhost,::1");
+    for var in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Where the browser test `name` saves its screenshots: `target/screenshots/NAME/`.
+pub fn screenshot_dir(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    target.join("screenshots").join(name)
+}
+
+/// Runs the browser test `tests/browser/NAME.mjs` (Debian's chromium, headless, through
+/// Playwright; see `tests/browser/lib.mjs`) against `base` with `env` added, and asserts it
+/// passes. Its output, with the paths of its screenshots, is printed; the server's log is
+/// shown when it fails. Needs `tests/sdk/install.sh` to have run (chromium, playwright-core,
+/// axe-core).
+pub async fn browser_test(name: &str, s: &Server, env: &[(&str, &str)]) -> String {
+    let root = repo_root();
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_string());
+    for (what, path) in [
+        ("chromium", PathBuf::from(&chromium)),
+        (
+            "playwright-core",
+            root.join("tests/browser/node_modules/playwright-core"),
+        ),
+        ("axe-core", root.join("tests/browser/node_modules/axe-core")),
+    ] {
+        assert!(
+            path.exists(),
+            "{what} is not installed ({} is missing): run tests/sdk/install.sh",
+            path.display()
+        );
+    }
+    let shots = screenshot_dir(name);
+    let mut cmd = script_command(Path::new("node"));
+    cmd.arg(root.join(format!("tests/browser/{name}.mjs")))
+        .env("EXBIND_BASE_URL", &s.base)
+        .env("EXBIND_SCREENSHOT_DIR", &shots)
+        .env("CHROMIUM", &chromium);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let (status, out, err) =
+        tokio::task::spawn_blocking(move || run_to_exit(cmd, Duration::from_secs(180)))
+            .await
+            .unwrap();
+    println!("screenshots: {}\n{out}", shots.display());
+    assert!(
+        status.success(),
+        "browser test {name} failed ({status}) against {}.\n--- stdout ---\n{out}\n\
+         --- stderr ---\n{err}\n--- exbind log ---\n{}",
+        s.base,
+        s.stderr_text()
+    );
+    out
+}

@@ -1,0 +1,18 @@
+//! The browser-test harness itself (`tests/browser/lib.mjs`): Debian's chromium headless
+//! through Playwright loads the server's stylesheet, the shared layout passes axe-core at
+//! phone and desktop width, screenshots are saved, and requests to other hosts are caught.
+mod common;
+
+use common::*;
+
+#[tokio::test]
+async fn the_browser_harness_drives_chromium_against_the_server() {
+    let s = Server::basic();
+    let out = browser_test("harness", &s, &[]).await;
+    assert!(out.contains("harness: ok"), "{out}");
+    for name in ["layout-desktop", "layout-phone"] {
+        let png = screenshot_dir("harness").join(format!("{name}.png"));
+        let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+        assert!(bytes.starts_with(b"\x89PNG"), "{} is a PNG", png.display());
+    }
+}
