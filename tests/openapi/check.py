@@ -85,6 +85,8 @@ CONTROL = {
     ("get", f"{V1}/requests"),
     ("get", f"{V1}/requests/{{log_id}}"),
     ("post", f"{V1}/reset"),
+    # A stream that does not end, so no stage below runs it; tests/events.rs drives it.
+    ("get", f"{V1}/events"),
 }
 OPEN = {
     ("get", "/_exbind/healthz"),

@@ -149,6 +149,30 @@ impl Journal {
         (out, next)
     }
 
+    /// The sequence number of the newest entry (0 before the first).
+    pub fn last_seq(&self) -> u64 {
+        self.entries.lock().0
+    }
+
+    /// The newest entries after sequence number `seq`, at most `limit`, oldest first; with
+    /// how many newer than `seq` are left out (over the limit, or gone from the journal) and
+    /// the newest sequence number.
+    pub fn after(&self, seq: u64, limit: usize) -> (Vec<Entry>, u64, u64) {
+        let g = self.entries.lock();
+        let newest = g.0;
+        let mut out: Vec<Entry> =
+            g.1.iter()
+                .rev()
+                .take_while(|e| e.seq > seq)
+                .take(limit)
+                .cloned()
+                .collect();
+        drop(g);
+        out.reverse();
+        let missed = newest.saturating_sub(seq) - out.len() as u64;
+        (out, missed, newest)
+    }
+
     pub fn by_log_id(&self, log_id: &str) -> Option<Entry> {
         self.entries
             .lock()
@@ -217,6 +241,16 @@ mod tests {
             ["L4"]
         );
         assert!(j.by_log_id("L3").is_some() && j.by_log_id("L2").is_none());
+        // Eight recorded, five kept: after the 4th, the newest two, three left out.
+        let (newer, missed, newest) = j.after(4, 2);
+        assert_eq!(
+            newer.iter().map(|e| e.log_id.as_str()).collect::<Vec<_>>(),
+            ["L6", "L7"]
+        );
+        assert_eq!((missed, newest), (2, 8));
+        let (newer, missed, _) = j.after(1, 10);
+        assert_eq!((newer.len(), missed), (5, 2), "two evicted since the 1st");
+        assert_eq!(j.after(8, 10).0.len(), 0);
         let off = Journal::new(0);
         off.record(entry(1));
         assert!(off.query(&Filter::default(), 10).0.is_empty());

@@ -5,6 +5,7 @@ pub mod clock;
 pub mod config;
 mod domain;
 mod error;
+mod events;
 mod faults;
 pub mod fixture;
 mod http;

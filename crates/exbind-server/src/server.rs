@@ -19,6 +19,7 @@ use crate::clock::Clock;
 use crate::config::{OnOff, ServeArgs};
 use crate::domain::ids::IdSecret;
 use crate::domain::locks::KeyLocks;
+use crate::events::Events;
 use crate::faults::Faults;
 use crate::journal::Journal;
 use crate::limits::{Limiter, Limits};
@@ -146,6 +147,7 @@ impl Server {
             sync_wake: Notify::new(),
             faults: Faults::default(),
             journal: Journal::new(args.journal_size),
+            events: Events::default(),
         });
         Ok(Server {
             state,
@@ -237,6 +239,8 @@ impl Server {
             }
         }
         drop(listener);
+        // Event streams never end by themselves: end them, or the drain would wait on them.
+        self.state.events.close();
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
             .await
             .is_err()

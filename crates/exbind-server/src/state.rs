@@ -8,6 +8,7 @@ use crate::clock::Clock;
 use crate::domain::ids::IdSecret;
 use crate::domain::locks::KeyLocks;
 use crate::domain::sync::Schedule;
+use crate::events::Events;
 use crate::faults::Faults;
 use crate::journal::Journal;
 use crate::limits::Limiter;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub journal: Journal,
     /// Wakes the sync engine when a binding with an early deadline appears.
     pub sync_wake: Notify,
+    /// What changed, for `GET /_exbind/v1/events`.
+    pub events: Events,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -54,7 +54,7 @@ async fn tick(state: &SharedState) -> StoreResult<bool> {
     let due = state.store.due_bindings(now, BATCH).await?;
     let full = due.len() == BATCH;
     let changes: Vec<StatusChange> = due
-        .into_iter()
+        .iter()
         .map(|b| {
             let p = catch_up(&state.schedule, &b.scenario, b.status, b.next_at, now);
             StatusChange {
@@ -62,14 +62,19 @@ async fn tick(state: &SharedState) -> StoreResult<bool> {
                 exchange_folded: exbind_api::accounts::fold(&b.exchange_account),
                 from: b.status,
                 status: p.status,
-                reason: p.reason.or(b.reason),
+                reason: p.reason.or_else(|| b.reason.clone()),
                 next_at: p.next_at,
                 steps: p.steps,
             }
         })
         .collect();
     if !changes.is_empty() {
-        state.store.change_status(changes, now).await?;
+        // Kept for the event bus only when someone listens.
+        let published = state.events.wanted().then(|| changes.clone());
+        let applied = state.store.change_status(changes, now).await?;
+        if let Some(changes) = published {
+            state.events.status_changes(&due, &changes, &applied, now);
+        }
     }
     Ok(full)
 }

@@ -18,6 +18,7 @@ use crate::domain::model::{
 use crate::domain::scopes::{self, BindingMethod, COLLECTION_ROUTE};
 use crate::domain::sync::Scenario;
 use crate::error::ApiError;
+use crate::events::Action;
 use crate::pipeline::{authorize, Caller, CallerSlot, UserIdType};
 use crate::state::{AppState, SharedState};
 use exbind_api::accounts::{address_problem, fold, same_address};
@@ -70,8 +71,9 @@ async fn create(
             now,
         })
         .await?;
-    if matches!(outcome, CreateOutcome::Created(_)) {
+    if let CreateOutcome::Created(b) = &outcome {
         state.sync_wake.notify_one();
+        state.events.binding(Action::Created, b, None);
     }
     match outcome {
         CreateOutcome::Created(b) | CreateOutcome::Existing(b) => {
@@ -126,11 +128,12 @@ async fn delete_binding(
             format!("b:{admin_folded} {exchange_folded}"),
         ])
         .ok_or(ErrorCode::OperationRateLimited)?;
-    state
+    let gone = state
         .store
         .delete_binding(caller.tenant_key(), &admin_folded, &exchange_folded)
         .await?
         .ok_or(ErrorCode::BindingNotFound)?;
+    state.events.binding(Action::Deleted, &gone, None);
     Ok(success(serde_json::json!({})))
 }
 

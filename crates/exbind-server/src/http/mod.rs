@@ -4,6 +4,7 @@
 mod auth;
 mod bindings;
 mod control;
+mod events;
 mod health;
 pub mod html;
 
@@ -51,6 +52,7 @@ pub fn service(state: SharedState) -> Frame {
         .merge(control::routes(state.clone()))
         .merge(health::routes())
         .merge(html::routes())
+        .merge(events::routes())
         .fallback(|| async { ApiError::new(ErrorCode::ResourceNotFound) })
         .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
         .route_layer(tower::layer::layer_fn(RecordRoute))

@@ -1590,3 +1590,78 @@ pub async fn browser_test(name: &str, s: &Server, env: &[(&str, &str)]) -> Strin
     );
     out
 }
+
+/// A `GET /_exbind/v1/events` stream, read event by event.
+pub struct EventStream {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl EventStream {
+    /// The next event as (name, data); comments are skipped. Panics after 30 s of silence
+    /// or when the stream ends.
+    pub async fn next(&mut self) -> (String, Value) {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let (mut name, mut data) = (String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        name = v.to_string();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push_str(v);
+                    }
+                }
+                if name.is_empty() {
+                    continue;
+                }
+                let data = serde_json::from_str(&data)
+                    .unwrap_or_else(|e| panic!("event {name} data {data:?}: {e}"));
+                return (name, data);
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.resp.chunk())
+                .await
+                .expect("an event within 30 s")
+                .expect("stream readable")
+                .expect("stream still open");
+            self.buf
+                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        }
+    }
+
+    /// Reads events until one matches; returns its data.
+    pub async fn until(&mut self, mut want: impl FnMut(&str, &Value) -> bool) -> Value {
+        loop {
+            let (name, data) = self.next().await;
+            if want(&name, &data) {
+                return data;
+            }
+        }
+    }
+}
+
+impl Server {
+    /// Opens the event stream with the admin token (`query` after `?`), checks its
+    /// answer and reads its `hello`.
+    pub async fn events(&self, query: &str) -> EventStream {
+        let resp = self
+            .http
+            .get(self.url(&format!("/_exbind/v1/events?{query}")))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .expect("events stream");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.headers()["content-type"],
+            "text/event-stream; charset=utf-8"
+        );
+        let mut s = EventStream {
+            resp,
+            buf: String::new(),
+        };
+        let (name, _) = s.next().await;
+        assert_eq!(name, "hello");
+        s
+    }
+}

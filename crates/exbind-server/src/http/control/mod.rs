@@ -61,17 +61,22 @@ pub fn routes(state: SharedState) -> Router<SharedState> {
 
 /// Every control-plane route needs `Authorization: Bearer <admin token>`.
 async fn require_admin(State(state): State<SharedState>, req: Request, next: Next) -> Response {
-    let err = match bearer(req.headers()) {
+    match check_admin(&state, req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Whether a request carries the admin token; if not, the documented 401.
+pub fn check_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let err = match bearer(headers) {
         None => ErrorCode::MissingToken,
-        Some(t) if bool::from(t.as_bytes().ct_eq(state.admin_token.as_bytes())) => {
-            return next.run(req).await
-        }
+        Some(t) if bool::from(t.as_bytes().ct_eq(state.admin_token.as_bytes())) => return Ok(()),
         Some(_) => ErrorCode::TenantTokenNotAccepted,
     };
-    ApiError::new(err)
+    Err(ApiError::new(err)
         .status(StatusCode::UNAUTHORIZED)
-        .message("the control plane needs the admin token")
-        .into_response()
+        .message("the control plane needs the admin token"))
 }
 
 /// Parses a JSON body into `T`; a bad body is 190002 naming the field.
@@ -346,6 +351,10 @@ async fn patch_admin(
         .set_admin_state(&fold(&account), p.state, state.now())
         .await?
         .ok_or_else(missing)?;
+    if p.state == AdminState::Failed {
+        // Its syncing bindings moved to err.
+        state.events.reload(Some(&tenant_key));
+    }
     Ok(success(admin))
 }
 

@@ -264,5 +264,6 @@ async fn reset(State(state): State<SharedState>, _: Payload) -> Result<Response,
     state.faults.clear();
     state.journal.clear();
     state.limiter.clear();
+    state.events.reload(None);
     Ok(success(json!({"reset": true})))
 }

@@ -12,6 +12,7 @@ use serde_json::json;
 use super::{binding_view, parse_body, tenant_or_404};
 use crate::domain::model::{BindingRecord, ExchangeScenario, StatusChange, Step};
 use crate::error::ApiError;
+use crate::events::Action;
 use crate::http::{success, ApiPath as Path, Payload};
 use crate::seed::check_scenario;
 use crate::state::{AppState, SharedState};
@@ -130,6 +131,7 @@ async fn move_to(
     reason: Option<String>,
 ) -> Result<Response, ApiError> {
     let now = state.now();
+    let from = b.status;
     let change = StatusChange {
         seq: b.seq,
         exchange_folded: fold(&b.exchange_account),
@@ -148,6 +150,7 @@ async fn move_to(
         .binding(&fold(&b.exchange_account))
         .await?
         .ok_or_else(|| ApiError::not_found("binding was deleted meanwhile"))?;
+    state.events.binding(Action::Status, &b, Some(from));
     let history = state.store.histories(&[b.seq]).await?;
     Ok(success(binding_view(
         &b,
@@ -223,9 +226,9 @@ async fn complete(
         let page = state.store.list_bindings(&tenant_key, after, 1000).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
+        let page: Vec<BindingRecord> = page.into_iter().filter(|b| !b.status.is_final()).collect();
         let changes: Vec<StatusChange> = page
-            .into_iter()
-            .filter(|b| !b.status.is_final())
+            .iter()
             .map(|b| {
                 let mut steps = Vec::new();
                 let mut s = b.status;
@@ -245,8 +248,12 @@ async fn complete(
             })
             .collect();
         if !changes.is_empty() {
+            let published = state.events.wanted().then(|| changes.clone());
             let applied = state.store.change_status(changes, now).await?;
             completed += applied.iter().filter(|a| **a).count() as u64;
+            if let Some(changes) = published {
+                state.events.status_changes(&page, &changes, &applied, now);
+            }
         }
     }
     Ok(success(json!({"completed": completed})))
@@ -259,5 +266,6 @@ pub async fn delete_tenant_bindings(
 ) -> Result<Response, ApiError> {
     tenant_or_404(&state, &tenant_key).await?;
     let deleted = state.store.delete_tenant_bindings(&tenant_key).await?;
+    state.events.reload(Some(&tenant_key));
     Ok(success(json!({"deleted": deleted})))
 }
