@@ -66,6 +66,10 @@ pub struct ServeArgs {
     #[arg(long, env = "EXBIND_JOURNAL_SIZE", default_value_t = 10_000)]
     pub journal_size: usize,
 
+    /// The web console at `/_exbind/console/`.
+    #[arg(long, env = "EXBIND_CONSOLE", value_enum, default_value = "on")]
+    pub console: OnOff,
+
     /// PostgreSQL store shared by several servers (not supported yet).
     #[arg(long, env = "EXBIND_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,

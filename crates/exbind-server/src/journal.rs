@@ -22,6 +22,30 @@ pub struct Entry {
     pub code: i64,
     pub log_id: String,
     pub latency_ms: f64,
+    /// The binding a create made (reads and deletes name theirs in the path).
+    pub binding: Option<String>,
+}
+
+/// Put on a create's answer: the binding it made, for its journal entry.
+#[derive(Clone)]
+pub struct Touched(pub String);
+
+impl Entry {
+    /// The binding this request named (as it was sent, re-encoded) or made.
+    fn binding_id(&self) -> Option<String> {
+        if self.binding.is_some() {
+            return self.binding.clone();
+        }
+        let raw = self
+            .path
+            .strip_prefix(crate::domain::scopes::COLLECTION_ROUTE)?
+            .strip_prefix('/')?;
+        let key = exbind_api::id::decode_path_segment(raw).ok()?;
+        Some(exbind_api::id::encode(
+            &key.admin_account,
+            &key.exchange_account,
+        ))
+    }
 }
 
 impl Serialize for Entry {
@@ -40,6 +64,8 @@ impl Serialize for Entry {
             code: i64,
             log_id: &'a str,
             latency_ms: f64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            exchange_binding_id: Option<String>,
         }
         let who = self.who.as_ref();
         Wire {
@@ -54,6 +80,7 @@ impl Serialize for Entry {
             code: self.code,
             log_id: &self.log_id,
             latency_ms: self.latency_ms,
+            exchange_binding_id: self.binding_id(),
         }
         .serialize(s)
     }
@@ -208,6 +235,7 @@ mod tests {
             code: 0,
             log_id: format!("L{i}"),
             latency_ms: 0.1,
+            binding: None,
         }
     }
 

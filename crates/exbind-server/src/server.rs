@@ -21,6 +21,7 @@ use crate::domain::ids::IdSecret;
 use crate::domain::locks::KeyLocks;
 use crate::events::Events;
 use crate::faults::Faults;
+use crate::http::console::session::Sessions;
 use crate::journal::Journal;
 use crate::limits::{Limiter, Limits};
 use crate::metrics::Metrics;
@@ -128,6 +129,7 @@ impl Server {
             None => {}
         }
 
+        let sessions = Sessions::new(&ids.derive("console session", admin_token.as_bytes()));
         let state = Arc::new(AppState {
             store,
             clock,
@@ -148,6 +150,8 @@ impl Server {
             faults: Faults::default(),
             journal: Journal::new(args.journal_size),
             events: Events::default(),
+            sessions,
+            console: args.console == OnOff::On,
         });
         Ok(Server {
             state,

@@ -10,6 +10,7 @@ use crate::domain::locks::KeyLocks;
 use crate::domain::sync::Schedule;
 use crate::events::Events;
 use crate::faults::Faults;
+use crate::http::console::session::Sessions;
 use crate::journal::Journal;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
@@ -32,6 +33,10 @@ pub struct AppState {
     pub sync_wake: Notify,
     /// What changed, for `GET /_exbind/v1/events`.
     pub events: Events,
+    /// Console sign-ins.
+    pub sessions: Sessions,
+    /// Whether the console is served (`--console`).
+    pub console: bool,
 }
 
 pub type SharedState = Arc<AppState>;

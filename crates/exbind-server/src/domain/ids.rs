@@ -38,6 +38,12 @@ impl IdSecret {
         }
     }
 
+    /// A key for another purpose (`label`), bound to `context`: stable across restarts, as
+    /// the secret is.
+    pub fn derive(&self, label: &str, context: &[u8]) -> [u8; 32] {
+        hmac(&self.mac, &[b"derive", label.as_bytes(), context])
+    }
+
     /// The stable key of a user, from its tenant and user id.
     pub fn user_key(&self, tenant_key: &str, user_id: &str) -> UserKey {
         let full = hmac(

@@ -13,7 +13,8 @@ use serde_json::Value;
 
 use super::{success, Payload};
 use crate::domain::model::{
-    AdminAccount, AdminState, BindingView, CreateOutcome, NewBinding, User, UserStatus,
+    AdminAccount, AdminState, BindingRecord, BindingView, CreateOutcome, NewBinding, User,
+    UserStatus,
 };
 use crate::domain::scopes::{self, BindingMethod, COLLECTION_ROUTE};
 use crate::domain::sync::Scenario;
@@ -39,9 +40,24 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let caller = authorize(&state, BindingMethod::Create, &headers, uri.query(), &slot).await?;
     let req = CreateRequest::parse(&body)?;
-    let admin = admin_account(&state, &caller, &req.admin_account).await?;
+    let admin = admin_account(&state, caller.tenant_key(), &req.admin_account).await?;
     let user = target_user(&state, &caller, &req.user_id).await?;
+    let b = bind(&state, &admin, &user, req).await?;
+    let touched = crate::journal::Touched(b.id());
+    let mut resp = success(render(&state, &caller, BindingView::from(b)));
+    resp.extensions_mut().insert(touched);
+    Ok(resp)
+}
 
+/// Binds (or finds bound) the request's Exchange account to `user` under `admin`, both
+/// checked already: the one-to-one rule and the contention rule of contract §4.2. The
+/// Feishu create and the control plane's both come here.
+pub async fn bind(
+    state: &AppState,
+    admin: &AdminAccount,
+    user: &User,
+    req: CreateRequest,
+) -> Result<BindingRecord, ApiError> {
     let exchange_folded = fold(&req.exchange_account);
     let _guard = state
         .locks
@@ -55,7 +71,7 @@ async fn create(
         .store
         .scenario(&exchange_folded)
         .await?
-        .filter(|s| s.tenant_key == caller.tenant_key())
+        .filter(|s| s.tenant_key == user.tenant_key)
         .map(|s| Scenario::from_names(&s.scenario, s.stage.as_deref(), s.reason.as_deref()))
         .unwrap_or_default();
     let now = state.now();
@@ -64,21 +80,20 @@ async fn create(
         .create_binding(NewBinding {
             admin_account: req.admin_account,
             exchange_account: req.exchange_account.clone(),
-            tenant_key: caller.tenant_key().to_string(),
+            tenant_key: user.tenant_key.clone(),
             user_id: user.user_id.clone(),
             next_at: state.schedule.next_at(&scenario, BindingStatus::Doing, now),
             scenario,
             now,
         })
         .await?;
-    if let CreateOutcome::Created(b) = &outcome {
-        state.sync_wake.notify_one();
-        state.events.binding(Action::Created, b, None);
-    }
     match outcome {
-        CreateOutcome::Created(b) | CreateOutcome::Existing(b) => {
-            Ok(success(render(&state, &caller, BindingView::from(b))))
+        CreateOutcome::Created(b) => {
+            state.sync_wake.notify_one();
+            state.events.binding(Action::Created, &b, None);
+            Ok(b)
         }
+        CreateOutcome::Existing(b) => Ok(b),
         CreateOutcome::ExchangeTaken => Err(ApiError::invalid(
             "exchange_account",
             Some(req.exchange_account),
@@ -90,6 +105,30 @@ async fn create(
             "this user already has an Exchange account bound; unbind it first",
         )),
     }
+}
+
+/// Removes the binding of (admin, exchange) in the tenant, under the contention rule; the
+/// Feishu delete and the control plane's both come here.
+pub async fn unbind(
+    state: &AppState,
+    tenant_key: &str,
+    admin_folded: &str,
+    exchange_folded: &str,
+) -> Result<BindingRecord, ApiError> {
+    let _guard = state
+        .locks
+        .try_lock(vec![
+            format!("x:{exchange_folded}"),
+            format!("b:{admin_folded} {exchange_folded}"),
+        ])
+        .ok_or(ErrorCode::OperationRateLimited)?;
+    let gone = state
+        .store
+        .delete_binding(tenant_key, admin_folded, exchange_folded)
+        .await?
+        .ok_or(ErrorCode::BindingNotFound)?;
+    state.events.binding(Action::Deleted, &gone, None);
+    Ok(gone)
 }
 
 async fn get_binding(
@@ -121,19 +160,7 @@ async fn delete_binding(
     let (caller, key, admin) =
         addressed(&state, BindingMethod::Delete, &slot, &uri, &headers).await?;
     let (admin_folded, exchange_folded) = (fold(&admin.account), fold(&key.exchange_account));
-    let _guard = state
-        .locks
-        .try_lock(vec![
-            format!("x:{exchange_folded}"),
-            format!("b:{admin_folded} {exchange_folded}"),
-        ])
-        .ok_or(ErrorCode::OperationRateLimited)?;
-    let gone = state
-        .store
-        .delete_binding(caller.tenant_key(), &admin_folded, &exchange_folded)
-        .await?
-        .ok_or(ErrorCode::BindingNotFound)?;
-    state.events.binding(Action::Deleted, &gone, None);
+    unbind(&state, caller.tenant_key(), &admin_folded, &exchange_folded).await?;
     Ok(success(serde_json::json!({})))
 }
 
@@ -147,7 +174,7 @@ async fn addressed(
 ) -> Result<(Caller, BindingKey, Arc<AdminAccount>), ApiError> {
     let caller = authorize(state, method, headers, uri.query(), slot).await?;
     let key = binding_key(uri)?;
-    let admin = admin_account(state, &caller, &key.admin_account).await?;
+    let admin = admin_account(state, caller.tenant_key(), &key.admin_account).await?;
     Ok((caller, key, admin))
 }
 
@@ -162,9 +189,9 @@ fn binding_key(uri: &Uri) -> Result<BindingKey, ApiError> {
 }
 
 /// The admin account named by a request: registered, in the caller's tenant, in good state.
-async fn admin_account(
+pub async fn admin_account(
     state: &AppState,
-    caller: &Caller,
+    tenant_key: &str,
     account: &str,
 ) -> Result<Arc<AdminAccount>, ApiError> {
     let admin = state
@@ -172,7 +199,7 @@ async fn admin_account(
         .admin_account(&fold(account))
         .await?
         .ok_or(ErrorCode::AdminAccountNotFound)?;
-    if admin.tenant_key != caller.tenant_key() {
+    if admin.tenant_key != tenant_key {
         return Err(ErrorCode::TenantNotMatch.into());
     }
     if admin.state == AdminState::Failed {
@@ -218,14 +245,14 @@ fn render(state: &AppState, caller: &Caller, b: BindingView) -> Binding {
 }
 
 /// A create body, validated: every bad field is reported together.
-struct CreateRequest {
-    admin_account: String,
-    exchange_account: String,
-    user_id: String,
+pub struct CreateRequest {
+    pub admin_account: String,
+    pub exchange_account: String,
+    pub user_id: String,
 }
 
 impl CreateRequest {
-    fn parse(body: &[u8]) -> Result<CreateRequest, ApiError> {
+    pub fn parse(body: &[u8]) -> Result<CreateRequest, ApiError> {
         let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let Value::Object(obj) = value else {
             let sent = String::from_utf8_lossy(body).chars().take(200).collect();

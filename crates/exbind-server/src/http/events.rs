@@ -40,13 +40,24 @@ struct EventsQuery {
     tenant_key: Option<String>,
 }
 
+/// The admin token, or a console session.
+pub fn authorized(state: &crate::state::AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    check_admin(state, headers).or_else(|e| {
+        state
+            .sessions
+            .of_request(headers, state.now())
+            .map(|_| ())
+            .ok_or(e)
+    })
+}
+
 async fn events(
     State(state): State<SharedState>,
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
     _: Payload,
 ) -> Result<Response, ApiError> {
-    check_admin(&state, &headers)?;
+    authorized(&state, &headers)?;
     let (mut bindings, mut requests) = (true, true);
     if let Some(types) = q.types.as_deref().filter(|t| !t.is_empty()) {
         (bindings, requests) = (false, false);

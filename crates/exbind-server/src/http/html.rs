@@ -39,11 +39,18 @@ struct Asset {
     body: &'static str,
 }
 
-const ASSETS: &[Asset] = &[Asset {
-    name: "exbind.css",
-    content_type: "text/css; charset=utf-8",
-    body: include_str!("../../assets/exbind.css"),
-}];
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "exbind.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_str!("../../assets/exbind.css"),
+    },
+    Asset {
+        name: "console.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../../assets/console.js"),
+    },
+];
 
 /// Each asset's content hash, so its URL changes with its content and can be cached for good.
 static VERSIONS: LazyLock<Vec<String>> = LazyLock::new(|| {

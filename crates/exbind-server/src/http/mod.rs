@@ -2,7 +2,8 @@
 //! rendering, JSON on every path, the request's log line), and the body size caps.
 
 mod auth;
-mod bindings;
+pub(crate) mod bindings;
+pub(crate) mod console;
 mod control;
 mod events;
 mod health;
@@ -53,6 +54,7 @@ pub fn service(state: SharedState) -> Frame {
         .merge(health::routes())
         .merge(html::routes())
         .merge(events::routes())
+        .merge(console::routes(&state))
         .fallback(|| async { ApiError::new(ErrorCode::ResourceNotFound) })
         .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
         .route_layer(tower::layer::layer_fn(RecordRoute))
@@ -233,6 +235,7 @@ async fn frame(Frame { mut router, state }: Frame, req: Request) -> Result<Respo
             code,
             log_id: log_id.clone(),
             latency_ms: latency.as_secs_f64() * 1000.0,
+            binding: parts.extensions.remove::<journal::Touched>().map(|t| t.0),
         });
     }
     // One pre-formatted message rather than six fields: the same text, formatted once.

@@ -244,6 +244,12 @@ impl Store for CachedStore {
     async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
         self.inner.tenants().await
     }
+    async fn users(&self, tenant_key: &str, after: &str, limit: usize) -> StoreResult<Vec<User>> {
+        self.inner.users(tenant_key, after, limit).await
+    }
+    async fn apps(&self) -> StoreResult<Vec<App>> {
+        self.inner.apps().await
+    }
     async fn user_count(&self, tenant_key: &str) -> StoreResult<u64> {
         self.inner.user_count(tenant_key).await
     }

@@ -86,6 +86,10 @@ pub trait Store: Send + Sync + 'static {
     async fn tenant(&self, tenant_key: &str) -> StoreResult<Option<Arc<Tenant>>>;
     async fn tenants(&self) -> StoreResult<Vec<Tenant>>;
     async fn user_count(&self, tenant_key: &str) -> StoreResult<u64>;
+    /// A tenant's users by user id, after `after`, at most `limit`.
+    async fn users(&self, tenant_key: &str, after: &str, limit: usize) -> StoreResult<Vec<User>>;
+    /// Every app, by app id.
+    async fn apps(&self) -> StoreResult<Vec<App>>;
     async fn user(&self, tenant_key: &str, user_id: &str) -> StoreResult<Option<Arc<User>>>;
     async fn user_by_key(&self, key: &UserKey) -> StoreResult<Option<Arc<User>>>;
     async fn app(&self, app_id: &str) -> StoreResult<Option<Arc<App>>>;

@@ -496,6 +496,25 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn users(&self, tenant_key: &str, after: &str, limit: usize) -> StoreResult<Vec<User>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {USER_COLS} FROM users WHERE tenant_key = ?1 AND user_id > ?2 \
+                 ORDER BY user_id LIMIT ?3"
+            ))?
+            .query_map(rusqlite::params![tenant_key, after, limit as i64], user_row)?
+            .collect()
+        })
+    }
+
+    async fn apps(&self) -> StoreResult<Vec<App>> {
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {APP_COLS} FROM apps ORDER BY app_id"))?
+                .query_map([], app_row)?
+                .collect()
+        })
+    }
+
     async fn user_count(&self, tenant_key: &str) -> StoreResult<u64> {
         self.read(|c| {
             c.prepare_cached("SELECT COUNT(*) FROM users WHERE tenant_key = ?1")?

@@ -49,8 +49,12 @@ pub fn routes(state: SharedState) -> Router<SharedState> {
         )
         .route(
             "/_exbind/v1/tenants/{tenant_key}/bindings",
-            get(list_bindings).delete(sync::delete_tenant_bindings),
+            get(list_bindings)
+                .post(sync::create_binding)
+                .delete(sync::delete_tenant_bindings),
         )
+        .route("/_exbind/v1/tenants/{tenant_key}/users", get(list_users))
+        .route("/_exbind/v1/apps", get(list_apps))
         .route("/_exbind/v1/apps/{app_id}", get(get_app).patch(patch_app))
         .route("/_exbind/v1/user_access_tokens", post(mint))
         .route("/_exbind/v1/user_access_tokens/revoke", post(revoke))
@@ -204,6 +208,38 @@ fn user_view(state: &AppState, u: &User, app: Option<&App>) -> Value {
 }
 
 #[derive(Deserialize)]
+struct UsersQuery {
+    page_size: Option<String>,
+    page_token: Option<String>,
+}
+
+/// A tenant's users by user id, a page at a time (`page_token`: the last user id seen).
+async fn list_users(
+    State(state): State<SharedState>,
+    Path(tenant_key): Path<String>,
+    Query(q): Query<UsersQuery>,
+) -> Result<Response, ApiError> {
+    tenant_or_404(&state, &tenant_key).await?;
+    let page_size = page_size(q.page_size.as_deref())?;
+    let after = q.page_token.unwrap_or_default();
+    let mut users = state
+        .store
+        .users(&tenant_key, &after, page_size + 1)
+        .await?;
+    let has_more = users.len() > page_size;
+    users.truncate(page_size);
+    let page_token = if has_more {
+        users.last().map(|u| u.user_id.clone())
+    } else {
+        None
+    };
+    let items: Vec<Value> = users.iter().map(|u| user_view(&state, u, None)).collect();
+    Ok(success(
+        json!({"items": items, "has_more": has_more, "page_token": page_token}),
+    ))
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UserPatchBody {
     status: Option<UserStatus>,
@@ -242,6 +278,11 @@ fn app_view(a: &App) -> Value {
         "scopes": a.scopes,
         "tenants": a.tenants,
     })
+}
+
+async fn list_apps(State(state): State<SharedState>) -> Result<Response, ApiError> {
+    let items: Vec<Value> = state.store.apps().await?.iter().map(app_view).collect();
+    Ok(success(json!({"items": items})))
 }
 
 async fn get_app(
@@ -442,6 +483,24 @@ async fn revoke(
     Ok(success(json!({"revoked": true})))
 }
 
+/// A list's `page_size`: 20 unless given, at most `MAX_PAGE_SIZE`.
+fn page_size(given: Option<&str>) -> Result<usize, ApiError> {
+    match given {
+        None => Ok(20),
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "page_size",
+                    Some(s.to_string()),
+                    "page_size must be an integer from 1 to 500",
+                )
+            }),
+    }
+}
+
 #[derive(Deserialize)]
 struct PageQuery {
     page_size: Option<String>,
@@ -454,20 +513,7 @@ async fn list_bindings(
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     tenant_or_404(&state, &tenant_key).await?;
-    let page_size = match q.page_size.as_deref() {
-        None => 20,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "page_size",
-                    Some(s.to_string()),
-                    "page_size must be an integer from 1 to 500",
-                )
-            })?,
-    };
+    let page_size = page_size(q.page_size.as_deref())?;
     let after = match q.page_token.as_deref().filter(|t| !t.is_empty()) {
         None => 0,
         Some(t) => t.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {

@@ -10,13 +10,15 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{binding_view, parse_body, tenant_or_404};
-use crate::domain::model::{BindingRecord, ExchangeScenario, StatusChange, Step};
+use crate::domain::model::{BindingRecord, ExchangeScenario, StatusChange, Step, UserStatus};
 use crate::error::ApiError;
 use crate::events::Action;
+use crate::http::bindings::{self, CreateRequest};
 use crate::http::{success, ApiPath as Path, Payload};
 use crate::seed::check_scenario;
 use crate::state::{AppState, SharedState};
 use exbind_api::accounts::{address_problem, fold, same_address};
+use exbind_api::ErrorCode;
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
@@ -26,7 +28,9 @@ pub fn routes() -> Router<SharedState> {
         )
         .route(
             "/_exbind/v1/tenants/{tenant_key}/bindings/{*rest}",
-            axum::routing::patch(force).post(advance),
+            axum::routing::patch(force)
+                .post(advance)
+                .delete(delete_binding),
         )
         .route(
             "/_exbind/v1/tenants/{tenant_key}/sync/complete",
@@ -257,6 +261,46 @@ async fn complete(
         }
     }
     Ok(success(json!({"completed": completed})))
+}
+
+/// Creates a binding in a tenant, as the Feishu create would for its super administrator:
+/// the same checks of the admin account and the user, the same one-to-one rule.
+pub async fn create_binding(
+    State(state): State<SharedState>,
+    Path(tenant_key): Path<String>,
+    Payload(body): Payload,
+) -> Result<Response, ApiError> {
+    tenant_or_404(&state, &tenant_key).await?;
+    let req = CreateRequest::parse(&body)?;
+    let admin = bindings::admin_account(&state, &tenant_key, &req.admin_account).await?;
+    let user = state
+        .store
+        .user(&tenant_key, &req.user_id)
+        .await?
+        .filter(|u| u.status == UserStatus::Active)
+        .ok_or(ErrorCode::UserNotInTenant)?;
+    let b = bindings::bind(&state, &admin, &user, req).await?;
+    let history = state.store.histories(&[b.seq]).await?;
+    Ok(success(binding_view(
+        &b,
+        history.get(&b.seq).map_or(&[][..], Vec::as_slice),
+    )))
+}
+
+async fn delete_binding(
+    State(state): State<SharedState>,
+    Path((tenant_key, id)): Path<(String, String)>,
+    _: Payload,
+) -> Result<Response, ApiError> {
+    let b = tenant_binding(&state, &tenant_key, &id).await?;
+    bindings::unbind(
+        &state,
+        &tenant_key,
+        &fold(&b.admin_account),
+        &fold(&b.exchange_account),
+    )
+    .await?;
+    Ok(success(json!({"deleted": b.id()})))
 }
 
 pub async fn delete_tenant_bindings(
