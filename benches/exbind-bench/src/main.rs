@@ -68,6 +68,11 @@ struct RunArgs {
     /// Where fixtures are built and kept between runs.
     #[arg(long, default_value = "target/bench-fixtures")]
     fixtures: PathBuf,
+    /// Also measure GET on a server with the journal on (as `exbind serve` runs by
+    /// default), without and with a console's event stream open and read, interleaved with
+    /// the ceiling.
+    #[arg(long)]
+    console: bool,
 }
 
 #[derive(clap::Args)]
@@ -228,19 +233,17 @@ async fn fixture(dir: &Path, bound: usize, spare: usize) -> Result<PathBuf, Stri
 }
 
 fn exbind_cmd(bin: &Path, data_dir: &Path) -> Command {
+    exbind_cmd_journal(bin, data_dir, 0)
+}
+
+fn exbind_cmd_journal(bin: &Path, data_dir: &Path, journal: usize) -> Command {
     let mut c = Command::new(bin);
-    c.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--rate-limits",
-        "off",
-        "--journal-size",
-        "0",
-    ])
-    .arg("--data-dir")
-    .arg(data_dir)
-    .args(["--admin-token", "bench-admin"]);
+    c.args(["serve", "--listen", "127.0.0.1:0", "--rate-limits", "off"])
+        .arg("--journal-size")
+        .arg(journal.to_string())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--admin-token", "bench-admin"]);
     c
 }
 
@@ -437,8 +440,16 @@ async fn run(a: RunArgs) -> Result<(), String> {
         x_write.0.push(w);
     }
     let loaded_rss = server.rss_mb();
+    let ready_after = server.ready_after;
+    drop(server);
+    let console = if a.console {
+        Some(console_rounds(&a, &exbind, &small, &ceiling, dur, &mut c_get).await?)
+    } else {
+        None
+    };
     let fsync = fsync_latency_ms(&small);
 
+    let ready_ms = ready_after.as_secs_f64() * 1000.0;
     let (c, g, t, w) = (
         c_get.median(),
         x_get.median(),
@@ -476,9 +487,29 @@ async fn run(a: RunArgs) -> Result<(), String> {
     println!(
         "exbind resident memory: {idle_rss:.1} MB idle after start, {loaded_rss:.1} MB after the runs; \
          ready {:.0} ms after start",
-        server.ready_after.as_secs_f64() * 1000.0
+        ready_ms
     );
-    drop(server);
+    if let Some((quiet, streaming, events)) = &console {
+        row(
+            &format!(
+                "exbind GET, journal on, no console ({} conns)",
+                a.connections
+            ),
+            quiet,
+        );
+        row(
+            &format!(
+                "exbind GET, journal on, console open ({} conns)",
+                a.connections
+            ),
+            streaming,
+        );
+        println!(
+            "console open: the event stream delivered {events} request events during its runs; \
+             GET with it open = {:.3} of GET without",
+            streaming.rps / quiet.rps
+        );
+    }
 
     if a.scale > 0 {
         let big = fixture(&a.fixtures, a.scale, spare).await?;
@@ -555,4 +586,67 @@ impl Proc {
         }
         Err("ceiling not ready".into())
     }
+}
+
+/// GET on a server with the journal on, without and with an event stream open and read (as
+/// a console holds one), each round after a ceiling run; the ceiling runs join `ceiling_get`.
+/// Answers the medians and how many request events the streams delivered.
+async fn console_rounds(
+    a: &RunArgs,
+    exbind: &Path,
+    fixture: &Path,
+    ceiling: &Proc,
+    dur: Duration,
+    ceiling_get: &mut Series,
+) -> Result<(Stats, Stats, u64), String> {
+    let mut server = Proc::start(exbind_cmd_journal(exbind, fixture, 10_000))?;
+    server.wait_ready().await?;
+    let token = mint(&server.addr).await?;
+    let get = || Phase::Get {
+        token: token.clone(),
+        bound: a.bindings,
+    };
+    let (mut quiet, mut streaming) = (Series::default(), Series::default());
+    let events = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    for round in 0..a.rounds {
+        eprintln!("console round {}/{} …", round + 1, a.rounds);
+        ceiling_get
+            .0
+            .push(load::run(&ceiling.addr, a.connections, dur, get()).await);
+        quiet
+            .0
+            .push(load::run(&server.addr, a.connections, dur, get()).await);
+        let reader = open_stream(&server.addr, events.clone()).await?;
+        streaming
+            .0
+            .push(load::run(&server.addr, a.connections, dur, get()).await);
+        reader.abort();
+    }
+    Ok((
+        quiet.median(),
+        streaming.median(),
+        events.load(std::sync::atomic::Ordering::Relaxed),
+    ))
+}
+
+/// Holds `GET /_exbind/v1/events` open and reads it to the end, counting request events.
+async fn open_stream(
+    addr: &str,
+    seen: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let mut resp = reqwest::Client::new()
+        .get(format!("http://{addr}/_exbind/v1/events"))
+        .bearer_auth("bench-admin")
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("event stream answered {}", resp.status()));
+    }
+    Ok(tokio::spawn(async move {
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            let n = chunk.windows(14).filter(|w| w == b"event: request").count();
+            seen.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }))
 }

@@ -2,14 +2,15 @@
 //! time line with the requests that touched it.
 
 use axum::extract::{Query, Request, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use http::Method;
 use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    ago, back, badge, code_block, done, s, seg, signed_form, time, Console, Live, Nav, Page, Signed,
+    ago, back, badge, code_block, done, s, see_other, seg, signed_form, time, Console, Live, Nav,
+    Page, Signed,
 };
 use crate::http::ApiPath as Path;
 
@@ -40,10 +41,8 @@ pub async fn first_tenant(
             .map(|t| t.tenant_key),
     };
     match tenant {
-        Some(t) => {
-            Redirect::to(&format!("/_exbind/console/tenants/{}/bindings", seg(&t))).into_response()
-        }
-        None => Redirect::to("/_exbind/console/").into_response(),
+        Some(t) => see_other(&format!("/_exbind/console/tenants/{}/bindings", seg(&t))),
+        None => see_other("/_exbind/console/"),
     }
 }
 

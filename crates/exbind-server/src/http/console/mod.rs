@@ -17,11 +17,11 @@ use std::collections::HashMap;
 
 use axum::body::Body;
 use axum::extract::{FromRequest as _, FromRequestParts, Request, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use http::request::Parts;
-use http::{header, HeaderMap, Method, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use maud::{html, Markup};
 use serde_json::Value;
 use subtle::ConstantTimeEq;
@@ -53,7 +53,7 @@ pub fn routes(state: &SharedState) -> Router<SharedState> {
         control: super::control::routes(state.clone()).with_state(state.clone()),
     };
     Router::new()
-        .route(BASE, get(|| async { Redirect::to("/_exbind/console/") }))
+        .route(BASE, get(|| async { see_other("/_exbind/console/") }))
         .route("/_exbind/console/", get(pages::overview))
         .route("/_exbind/console/sign-in", get(sign_in_page).post(sign_in))
         .route("/_exbind/console/sign-out", post(sign_out))
@@ -202,6 +202,21 @@ impl Console {
     }
 }
 
+/// A 303 to `to` with a short HTML page and the page headers, so that even a redirect is a
+/// readable page. A `to` that is not a valid header value (it came from a query) goes to the
+/// overview instead.
+pub fn see_other(to: &str) -> Response {
+    let to = HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/_exbind/console/"));
+    let shown = to.to_str().unwrap_or("/_exbind/console/").to_string();
+    let page = html::auth_page(
+        "Redirecting",
+        html! { p class="card" { "Continue to " a href=(shown) { (shown) } "." } },
+    );
+    let mut resp = html::respond(StatusCode::SEE_OTHER, page);
+    resp.headers_mut().insert(header::LOCATION, to);
+    resp
+}
+
 /// A path segment, percent-encoded.
 pub fn seg(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
@@ -229,7 +244,7 @@ fn sign_in_redirect(parts: &Parts) -> Response {
     } else {
         format!("{BASE}/")
     };
-    Redirect::to(&format!("{BASE}/sign-in?next={}", seg(&next))).into_response()
+    see_other(&format!("{BASE}/sign-in?next={}", seg(&next)))
 }
 
 impl FromRequestParts<Console> for Signed {
@@ -312,7 +327,7 @@ pub fn done(c: &Console, to: &str, outcome: Result<String, Failure>) -> Response
         .state
         .sessions
         .seal(b"flash", format!("{kind}\n{text}").as_bytes());
-    let mut resp = Redirect::to(to).into_response();
+    let mut resp = see_other(to);
     resp.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(FLASH_COOKIE, &sealed, BASE, 30),
@@ -356,7 +371,7 @@ async fn sign_in_page(
         .of_request(&headers, c.state.now())
         .is_some()
     {
-        return Redirect::to(&next).into_response();
+        return see_other(&next);
     }
     sign_in_form(
         &next,
@@ -432,7 +447,7 @@ async fn sign_in(State(c): State<Console>, headers: HeaderMap, Payload(body): Pa
         return sign_in_form(&next, Some("That is not the admin token."));
     }
     let (_, value) = c.state.sessions.issue(c.state.now());
-    let mut resp = Redirect::to(&next).into_response();
+    let mut resp = see_other(&next);
     let h = resp.headers_mut();
     h.append(
         header::SET_COOKIE,
@@ -448,7 +463,7 @@ async fn sign_out(State(c): State<Console>, req: Request) -> Response {
         Err(r) => return r,
     };
     c.state.sessions.revoke(&signed.session, c.state.now());
-    let mut resp = Redirect::to(&format!("{BASE}/sign-in")).into_response();
+    let mut resp = see_other(&format!("{BASE}/sign-in"));
     resp.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(SESSION_COOKIE, "", "/_exbind/", 0),

@@ -1,7 +1,7 @@
 //! The console's other pages: overview, tenant, requests, faults, apps, seed.
 
 use axum::extract::{Query, Request, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use exbind_api::ErrorCode;
 use http::{Method, StatusCode};
 use maud::{html, Markup};
@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    back, badge, done, json_block, s, seg, signed_form, time, Console, Failure, Live, Nav, Page,
-    Signed,
+    back, badge, done, json_block, s, see_other, seg, signed_form, time, Console, Failure, Live,
+    Nav, Page, Signed,
 };
 use crate::domain::scopes::{COLLECTION_ROUTE, ITEM_ROUTE};
 use crate::http::ApiPath as Path;
@@ -521,7 +521,7 @@ pub async fn requests(
     Query(q): Query<RequestsQuery>,
 ) -> Result<Response, Response> {
     if let Some(id) = q.log_id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        return Ok(Redirect::to(&format!("/_exbind/console/requests/{}", seg(id))).into_response());
+        return Ok(see_other(&format!("/_exbind/console/requests/{}", seg(id))));
     }
     let filters: Vec<(&str, &str)> = [
         ("method", &q.method),
