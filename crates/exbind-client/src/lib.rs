@@ -472,3 +472,58 @@ impl ControlClient {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The waits themselves, drawn many times: each within its attempt's cap, the caps
+    /// doubling up to `max_delay`, and spread over the whole window (full jitter). The
+    /// black-box tests see the same waits through a real clock, where a loaded machine
+    /// stretches them; here nothing does.
+    #[test]
+    fn backoff_is_full_jitter_under_a_doubling_cap() {
+        let p = RetryPolicy {
+            max_attempts: 6,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(300),
+        };
+        let err = Error::Decode {
+            status: 500,
+            body: String::new(),
+        };
+        for (attempt, cap) in [(1, 40), (2, 80), (3, 160), (4, 300), (5, 300), (20, 300)] {
+            let waits: Vec<u64> = (0..2000)
+                .map(|_| p.delay(attempt, &err).as_millis() as u64)
+                .collect();
+            let (lo, hi) = (*waits.iter().min().unwrap(), *waits.iter().max().unwrap());
+            assert!(
+                hi <= cap,
+                "attempt {attempt}: {hi} ms over the cap {cap} ms"
+            );
+            assert!(
+                lo <= cap / 10 && hi >= cap * 9 / 10,
+                "attempt {attempt}: waits {lo}..={hi} ms do not fill 0..={cap} ms"
+            );
+        }
+    }
+
+    /// A wait the server named is kept, plus up to 100 ms of jitter.
+    #[test]
+    fn a_named_wait_is_kept() {
+        let p = RetryPolicy::default();
+        let err = Error::Api(Box::new(ApiError::from_body(
+            429,
+            None,
+            &serde_json::json!({"code": 99991400, "msg": "request trigger frequency limit"}),
+            Some(Duration::from_secs(2)),
+        )));
+        for _ in 0..200 {
+            let d = p.delay(1, &err);
+            assert!(
+                (Duration::from_secs(2)..=Duration::from_millis(2100)).contains(&d),
+                "{d:?}"
+            );
+        }
+    }
+}

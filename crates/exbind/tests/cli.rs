@@ -284,7 +284,7 @@ async fn environment_twins_and_flags_win() {
         .seed(FULL_SEED)
         .env("EXBIND_QUOTA_PER_MINUTE", "1")
         .start();
-    ensure_minute_room(3).await;
+    ensure_minute_room(20).await;
     let tok = s.boss().await;
     s.get(&tok, &id, None).await.assert_err(404, 195103);
     s.get(&tok, &id, None).await.assert_err(429, 99991400);

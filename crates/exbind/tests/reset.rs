@@ -68,7 +68,7 @@ async fn reset_wipes_state_and_revokes_tokens_but_keeps_the_admin_token_and_ids(
     assert!(!s.journal_all("").await.0.is_empty());
     // Spend the per-minute GET quota of (GET, cli_acme, acme): 6 admitted, the 7th refused;
     // the check after the reset happens in the same minute.
-    ensure_minute_room(5).await;
+    ensure_minute_room(20).await;
     let minute = now_ms() / 60_000;
     for _ in 0..6 {
         s.get(&boss, &bid, None).await.ok();
@@ -145,8 +145,7 @@ async fn reset_wipes_state_and_revokes_tokens_but_keeps_the_admin_token_and_ids(
         .bind(&boss2, ACME_ADMIN, "stuck@acme.example", "bob")
         .await;
     let sid = stuck["exchange_binding_id"].as_str().unwrap();
-    s.wait_binding("acme", sid, "done", Duration::from_secs(4))
-        .await;
+    s.wait_binding("acme", sid, "done").await;
     let tenant = s.admin(Method::GET, "/_exbind/v1/tenants/acme", None).await;
     assert!(
         !tenant.text.contains("stuck@acme.example"),
@@ -415,7 +414,7 @@ async fn memory_store_runs_the_full_flow_and_writes_nothing() {
     let item = format!("{BINDINGS}/{id}");
 
     // The sync runs.
-    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    let deadline = std::time::Instant::now() + PATIENCE;
     loop {
         let r = s.call(Method::GET, &item, &tok, None).await;
         if r.ok()["status"] == "done" {

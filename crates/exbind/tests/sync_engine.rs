@@ -136,23 +136,23 @@ fn ms(v: &Value, key: &str) -> i64 {
     rfc3339_ms(v[key].as_str().unwrap_or_else(|| panic!("no {key} in {v}")))
 }
 
-/// Asserts that the history reads `statuses` with each step `gaps[i]` ms after the one
-/// before (the first at `created_at`), exactly as the schedule says (±2 ms).
+/// Asserts that the history reads `statuses` with each step exactly `gaps[i]` ms after the
+/// one before (the first at `created_at`). A step's time is its scheduled deadline, computed
+/// by the server from the one before, so this holds to the millisecond however late the
+/// engine took the step, and compares no clock with another.
 #[track_caller]
 fn assert_schedule(view: &Value, statuses: &[&str], gaps: &[i64]) {
     let h = history_of(view);
     let got: Vec<&str> = h.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(got, statuses, "history of {view}");
     let created = ms(view, "created_at");
-    assert!(
-        (h[0].1 - created).abs() <= 2,
-        "first step must be at created_at: {view}"
-    );
+    assert_eq!(h[0].1, created, "first step must be at created_at: {view}");
     for (i, gap) in gaps.iter().enumerate() {
         let d = h[i + 1].1 - h[i].1;
-        assert!(
-            (d - gap).abs() <= 2,
-            "step {} ({}) should come {gap} ms after the one before, came {d} ms: {view}",
+        assert_eq!(
+            d,
+            *gap,
+            "step {} ({}) should come {gap} ms after the one before: {view}",
             i + 1,
             h[i + 1].0
         );
@@ -171,21 +171,23 @@ async fn stages_follow_the_schedule_with_scheduled_times() {
     let tok = boss(&s).await;
     let t0 = now_ms() as i64;
     let id = bind_doing(&s, &tok, "sched@acme.example", "u1").await;
+    let t1 = now_ms() as i64;
 
-    // Just after the create: doing, one history step, created_at about now.
+    // Just after the create: doing, one history step, created_at while it was in flight (the
+    // server reads the same system clock as this test).
     let row = s.binding_row("acme", &id).await.expect("listed");
     assert_eq!(row["status"], "doing");
     assert_eq!(history_statuses(&row), vec!["doing"]);
     let created = ms(&row, "created_at");
     assert!(
-        (created - t0).abs() < 1000,
-        "created_at {created} vs now {t0}"
+        (t0..=t1).contains(&created),
+        "created_at {created} not between {t0} and {t1}"
     );
     assert!(row.get("reason").is_none(), "no reason unless err: {row}");
 
     // Watch it move: never backwards, never before its deadline.
     let mut seen: Vec<String> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(6);
+    let deadline = Instant::now() + PATIENCE;
     loop {
         let now_before = now_ms() as i64;
         let st = feishu_status(&s, &tok, &id).await;
@@ -212,10 +214,11 @@ async fn stages_follow_the_schedule_with_scheduled_times() {
         assert!(Instant::now() < deadline, "not done in time; seen {seen:?}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    // Done came around 900 ms after the create, not much later.
+    // The engine woke at the deadlines, not at its once-a-minute look: done came within
+    // seconds of the create (however loaded the machine), not a minute later.
     let done_seen = now_ms() as i64;
     assert!(
-        done_seen - created < 900 + 1500,
+        done_seen - created < 900 + 20_000,
         "done only after {} ms",
         done_seen - created
     );
@@ -242,8 +245,7 @@ async fn idempotent_create_answers_the_current_status() {
     let s = sync_server("200ms,200ms,200ms");
     let tok = boss(&s).await;
     let id = bind_doing(&s, &tok, "again@acme.example", "u1").await;
-    s.wait_binding("acme", &id, "done", Duration::from_secs(5))
-        .await;
+    s.wait_binding("acme", &id, "done").await;
     let again = s.bind(&tok, ADMIN, "again@acme.example", "u1").await;
     assert_eq!(again["status"], "done", "{again}");
     // No new history for the repeat.
@@ -261,14 +263,10 @@ async fn overdue_bindings_catch_up_after_kill9_at_their_scheduled_times() {
     s.kill9();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     s.restart();
-    let restarted = Instant::now();
     for id in [&a, &b] {
-        let row = s
-            .wait_binding("acme", id, "done", Duration::from_millis(1000))
-            .await;
+        let row = s.wait_binding("acme", id, "done").await;
         assert_schedule(&row, &STAGES, &[200, 200, 200]);
     }
-    assert!(restarted.elapsed() < Duration::from_millis(1500));
     let tok2 = boss(&s).await;
     assert_eq!(feishu_status(&s, &tok2, &a).await, "done");
     // The old token survives too.
@@ -277,28 +275,26 @@ async fn overdue_bindings_catch_up_after_kill9_at_their_scheduled_times() {
 
 #[tokio::test]
 async fn partly_overdue_binding_catches_up_then_resumes_on_schedule() {
-    let mut s = sync_server("300ms,300ms,1500ms");
+    // The last stage is long, so that even a slow restart sees the binding between
+    // timespan_done (+600 ms) and done (+8.6 s).
+    let mut s = sync_server("300ms,300ms,8s");
     let tok = boss(&s).await;
     let id = bind_doing(&s, &tok, "half@acme.example", "u1").await;
     let created = ms(&s.binding_row("acme", &id).await.unwrap(), "created_at");
     s.kill9();
-    // Restart between timespan_done (+600) and done (+2100).
+    // Restart between timespan_done (+600) and done (+8600).
     let wait = (created + 900 - now_ms() as i64).max(0) as u64;
     tokio::time::sleep(Duration::from_millis(wait)).await;
     s.restart();
-    let row = s
-        .wait_binding("acme", &id, "timespan_done", Duration::from_millis(1000))
-        .await;
+    let row = s.wait_binding("acme", &id, "timespan_done").await;
     assert_schedule(&row, &STAGES[..3], &[300, 300]);
     assert!(
-        (now_ms() as i64) < created + 2100,
+        (now_ms() as i64) < created + 8600,
         "the test was too slow to see timespan_done"
     );
     // And the last stage comes at its original deadline.
-    let row = s
-        .wait_binding("acme", &id, "done", Duration::from_secs(4))
-        .await;
-    assert_schedule(&row, &STAGES, &[300, 300, 1500]);
+    let row = s.wait_binding("acme", &id, "done").await;
+    assert_schedule(&row, &STAGES, &[300, 300, 8000]);
 }
 
 #[tokio::test]
@@ -306,14 +302,11 @@ async fn graceful_restart_also_resumes() {
     let mut s = sync_server("250ms,250ms,250ms");
     let tok = boss(&s).await;
     let id = bind_doing(&s, &tok, "term@acme.example", "u1").await;
-    s.wait_binding("acme", &id, "cal_done", Duration::from_secs(3))
-        .await;
+    s.wait_binding("acme", &id, "cal_done").await;
     assert!(s.terminate().success());
     tokio::time::sleep(Duration::from_millis(800)).await;
     s.restart();
-    let row = s
-        .wait_binding("acme", &id, "done", Duration::from_millis(1000))
-        .await;
+    let row = s.wait_binding("acme", &id, "done").await;
     assert_schedule(&row, &STAGES, &[250, 250, 250]);
 }
 
@@ -322,9 +315,7 @@ async fn delete_stops_the_sync_and_a_rebind_starts_fresh() {
     let s = sync_server("300ms,300ms,300ms");
     let tok = boss(&s).await;
     let id = bind_doing(&s, &tok, "rebind@acme.example", "u1").await;
-    let first = s
-        .wait_binding("acme", &id, "cal_done", Duration::from_secs(3))
-        .await;
+    let first = s.wait_binding("acme", &id, "cal_done").await;
     s.delete(&tok, &id).await.ok();
     assert!(s.binding_row("acme", &id).await.is_none());
     s.get(&tok, &id, None).await.assert_err(404, 195103);
@@ -335,9 +326,7 @@ async fn delete_stops_the_sync_and_a_rebind_starts_fresh() {
     let row = s.binding_row("acme", &id).await.unwrap();
     assert_eq!(history_statuses(&row), vec!["doing"], "{row}");
     assert!(ms(&row, "created_at") >= ms(&first, "created_at"));
-    let row = s
-        .wait_binding("acme", &id, "done", Duration::from_secs(5))
-        .await;
+    let row = s.wait_binding("acme", &id, "done").await;
     assert_schedule(&row, &STAGES, &[300, 300, 300]);
     assert!(ms(&row, "created_at") > history_of(&first)[1].1 - 5);
 
@@ -368,31 +357,22 @@ async fn seed_scenarios_shape_each_sync() {
     for (acct, user) in cases {
         ids.push(bind_doing(&s, &tok, acct, user).await);
     }
-    let start = Instant::now();
 
     // instant: done right away, every step at the create's time.
-    let inst = s
-        .wait_binding("acme", &ids[5], "done", Duration::from_millis(500))
-        .await;
+    let inst = s.wait_binding("acme", &ids[5], "done").await;
     assert_schedule(&inst, &STAGES, &[0, 0, 0]);
 
     // fail (default stage cal_done): err instead of entering cal_done, reason kept.
-    let f = s
-        .wait_binding("acme", &ids[0], "err", Duration::from_secs(3))
-        .await;
+    let f = s.wait_binding("acme", &ids[0], "err").await;
     assert_schedule(&f, &["doing", "err"], &[300]);
     assert_eq!(f["reason"], "mailbox quota exceeded");
     assert_eq!(feishu_status(&s, &tok, &ids[0]).await, "err");
 
-    let f = s
-        .wait_binding("acme", &ids[1], "err", Duration::from_secs(3))
-        .await;
+    let f = s.wait_binding("acme", &ids[1], "err").await;
     assert_schedule(&f, &["doing", "cal_done", "err"], &[300, 300]);
     assert_eq!(f["reason"], "calendar too large");
 
-    let f = s
-        .wait_binding("acme", &ids[2], "err", Duration::from_secs(3))
-        .await;
+    let f = s.wait_binding("acme", &ids[2], "err").await;
     assert_schedule(
         &f,
         &["doing", "cal_done", "timespan_done", "err"],
@@ -401,16 +381,13 @@ async fn seed_scenarios_shape_each_sync() {
     assert_eq!(f["reason"], "last step broke");
 
     for i in [6, 7] {
-        let n = s
-            .wait_binding("acme", &ids[i], "done", Duration::from_secs(3))
-            .await;
+        let n = s.wait_binding("acme", &ids[i], "done").await;
         assert_schedule(&n, &STAGES, &[300, 300, 300]);
         assert!(n.get("reason").is_none());
     }
 
-    // Stalls: well past the whole schedule, still where they stalled.
-    let wait = Duration::from_millis(1400).saturating_sub(start.elapsed());
-    tokio::time::sleep(wait).await;
+    // Stalls: the normal bindings made after them are done, so the engine has taken every
+    // step that was due before; still the stalled ones are where they stalled.
     let st = s.binding_row("acme", &ids[3]).await.unwrap();
     assert_eq!(st["status"], "doing", "{st}");
     assert_eq!(history_statuses(&st), vec!["doing"]);
@@ -438,15 +415,16 @@ async fn scenarios_survive_a_restart() {
     let tok = boss(&s).await;
     let f = bind_doing(&s, &tok, "fail-ts@acme.example", "u1").await;
     let st = bind_doing(&s, &tok, "stall-ts@acme.example", "u2").await;
+    // Made last, so each of its deadlines comes after the same deadline of the others.
+    let plain = bind_doing(&s, &tok, "plain@acme.example", "u3").await;
     s.kill9();
     tokio::time::sleep(Duration::from_millis(900)).await;
     s.restart();
-    let row = s
-        .wait_binding("acme", &f, "err", Duration::from_millis(1000))
-        .await;
+    let row = s.wait_binding("acme", &f, "err").await;
     assert_schedule(&row, &["doing", "cal_done", "err"], &[200, 200]);
     assert_eq!(row["reason"], "calendar too large");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once the plain one is done, every step the stalled one had due was taken.
+    s.wait_binding("acme", &plain, "done").await;
     let row = s.binding_row("acme", &st).await.unwrap();
     assert_eq!(row["status"], "timespan_done");
     assert_schedule(&row, &STAGES[..3], &[200, 200]);
@@ -476,9 +454,7 @@ async fn scenarios_set_and_cleared_through_the_control_plane() {
     )
     .await
     .ok();
-    let row = s
-        .wait_binding("acme", &before, "done", Duration::from_secs(3))
-        .await;
+    let row = s.wait_binding("acme", &before, "done").await;
     assert_schedule(&row, &STAGES, &[300, 300, 300]);
 
     // Unbind and bind again: now the scenario applies.
@@ -493,9 +469,7 @@ async fn scenarios_set_and_cleared_through_the_control_plane() {
         )
         .await;
     r.ok();
-    let row = s
-        .wait_binding("acme", &after, "err", Duration::from_secs(3))
-        .await;
+    let row = s.wait_binding("acme", &after, "err").await;
     assert_schedule(&row, &["doing", "cal_done", "err"], &[300, 300]);
     assert_eq!(row["reason"], "nope");
 
@@ -509,8 +483,7 @@ async fn scenarios_set_and_cleared_through_the_control_plane() {
     .assert_err(404, 99991201);
     s.delete(&tok, &after).await.ok();
     let third = bind_doing(&s, &tok, "late@acme.example", "u1").await;
-    s.wait_binding("acme", &third, "done", Duration::from_secs(3))
-        .await;
+    s.wait_binding("acme", &third, "done").await;
 
     // Defaults: fail → cal_done, stall → doing.
     put_scenario(&s, "acme", "f2@acme.example", json!({"scenario": "fail"}))
@@ -543,16 +516,13 @@ async fn scenarios_set_and_cleared_through_the_control_plane() {
     let s2 = bind_doing(&s, &tok, "s2@acme.example", "u3").await;
     let i2 = bind_doing(&s, &tok, "i2@acme.example", "u4").await;
     let st2 = bind_doing(&s, &tok, "st2@acme.example", "u5").await;
-    let t = Instant::now();
-    let row = s
-        .wait_binding("acme", &i2, "done", Duration::from_millis(500))
-        .await;
+    // Made last: when it is done, every step the others had due was taken.
+    let plain = bind_doing(&s, &tok, "plain2@acme.example", "u6").await;
+    let row = s.wait_binding("acme", &i2, "done").await;
     assert_schedule(&row, &STAGES, &[0, 0, 0]);
-    let row = s
-        .wait_binding("acme", &f2, "err", Duration::from_secs(3))
-        .await;
+    let row = s.wait_binding("acme", &f2, "err").await;
     assert_schedule(&row, &["doing", "err"], &[300]);
-    tokio::time::sleep(Duration::from_millis(1300).saturating_sub(t.elapsed())).await;
+    s.wait_binding("acme", &plain, "done").await;
     let row = s.binding_row("acme", &s2).await.unwrap();
     assert_eq!(history_statuses(&row), vec!["doing"]);
     let row = s.binding_row("acme", &st2).await.unwrap();
@@ -732,9 +702,7 @@ async fn forced_status_is_picked_up_by_the_schedule() {
     force(&s, "acme", &id, json!({"status": "timespan_done"}))
         .await
         .ok();
-    let row = s
-        .wait_binding("acme", &id, "done", Duration::from_secs(3))
-        .await;
+    let row = s.wait_binding("acme", &id, "done").await;
     let h = history_statuses(&row);
     assert_eq!(h.first().map(String::as_str), Some("doing"));
     assert_eq!(h.last().map(String::as_str), Some("done"));
@@ -810,8 +778,7 @@ async fn complete_finishes_stalled_bindings() {
     let s = sync_server("200ms,200ms,200ms");
     let tok = boss(&s).await;
     let id = bind_doing(&s, &tok, "stall-ts@acme.example", "u1").await;
-    s.wait_binding("acme", &id, "timespan_done", Duration::from_secs(3))
-        .await;
+    s.wait_binding("acme", &id, "timespan_done").await;
     let r = s
         .admin(Method::POST, "/_exbind/v1/tenants/acme/sync/complete", None)
         .await;
@@ -975,9 +942,7 @@ async fn a_fail_scenario_without_reason_still_gives_a_reason() {
     .await
     .ok();
     let id = bind_doing(&s, &tok, "noreason@acme.example", "u1").await;
-    let row = s
-        .wait_binding("acme", &id, "err", Duration::from_secs(3))
-        .await;
+    let row = s.wait_binding("acme", &id, "err").await;
     assert_schedule(&row, &["doing", "cal_done", "err"], &[200, 200]);
     assert!(
         row["reason"].as_str().is_some_and(|r| !r.is_empty()),
@@ -1041,9 +1006,7 @@ async fn stage_durations_come_from_the_env_twin_and_are_checked() {
         .start();
     let tok = boss(&s).await;
     let id = bind_doing(&s, &tok, "env@acme.example", "u1").await;
-    let row = s
-        .wait_binding("acme", &id, "done", Duration::from_secs(3))
-        .await;
+    let row = s.wait_binding("acme", &id, "done").await;
     assert_schedule(&row, &STAGES, &[100, 100, 100]);
 
     for bad in ["1s,2s", "1s,2s,3s,4s", "1s,xs,3s", "-1s,1s,1s"] {
@@ -1105,21 +1068,37 @@ async fn many_overdue_bindings_catch_up_within_a_second_of_a_restart() {
     // Everything is overdue by the time it comes back.
     tokio::time::sleep(Duration::from_millis(3300)).await;
     s.restart();
-    let restarted = Instant::now();
-    loop {
+    // The server's own time of its first answer after the restart, from its journal: the
+    // catch-up is measured against it, on the server's clock.
+    let first = s
+        .get(&tok, &binding_id(ADMIN, "m0@acme.example"), None)
+        .await;
+    let answered = s
+        .journal_entries(&format!("route={}", pct(ONE_ROUTE)))
+        .await
+        .into_iter()
+        .find(|e| e["log_id"] == first.log_id().as_str())
+        .map(|e| rfc3339_ms(e["time"].as_str().unwrap()))
+        .expect("the first answer is journaled");
+    let deadline = Instant::now() + PATIENCE;
+    let all = loop {
         let all = s.list_bindings("acme").await;
         assert_eq!(all.len(), N);
         if all.iter().all(|b| b["status"] == "done") {
-            for b in &all {
-                assert_schedule(b, &STAGES, &[1000, 1000, 1000]);
-            }
-            break;
+            break all;
         }
-        assert!(
-            restarted.elapsed() < Duration::from_millis(1000),
-            "not all caught up within 1 s of the restart"
-        );
+        assert!(Instant::now() < deadline, "not all caught up: {all:?}");
         tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    for b in &all {
+        assert_schedule(b, &STAGES, &[1000, 1000, 1000]);
+        // Written (`updated_at`) within a second of that first answer.
+        let written = ms(b, "updated_at");
+        assert!(
+            written <= answered + 1000,
+            "caught up {} ms after the first answer: {b}",
+            written - answered
+        );
     }
 }
 
@@ -1181,9 +1160,7 @@ async fn bad_seed_scenarios_stop_the_server_and_the_seed_route_rejects_them() {
     // The seeded scenario applies; the tenant's users are still there.
     let tok = boss(&s).await;
     let id = bind_doing(&s, &tok, "seeded@acme.example", "u1").await;
-    let f = s
-        .wait_binding("acme", &id, "err", Duration::from_secs(3))
-        .await;
+    let f = s.wait_binding("acme", &id, "err").await;
     assert_schedule(&f, &["doing", "err"], &[200]);
     assert_eq!(f["reason"], "from the seed route");
 }

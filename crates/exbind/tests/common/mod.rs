@@ -13,6 +13,10 @@ use serde_json::{json, Value};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+/// How long a test waits for something that should happen soon: far beyond any latency of
+/// the server, so a loaded machine never fails a test, and only a lost event runs it out.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
 /// A seed with one tenant, its super admin, a plain user, a dismissed user, an Exchange
 /// admin account and an app holding every scope.
 pub const BASIC_SEED: &str = r#"
@@ -262,7 +266,9 @@ impl Server {
             Ok(base) => {
                 self.base = base;
                 if !self.admin_flag {
-                    // The banner prints the generated token; give it a moment to arrive.
+                    // The banner prints the generated token, in the same write as the
+                    // listening line; give it a moment to arrive (not `PATIENCE`: some
+                    // tests start without the flag and expect no such line).
                     let deadline = Instant::now() + Duration::from_secs(5);
                     while Instant::now() < deadline {
                         let found = self.stdout.lock().unwrap().iter().find_map(|l| {
@@ -882,6 +888,28 @@ pub async fn align_to_second(margin_ms: u64) {
     tokio::time::sleep(Duration::from_millis(1000 - ms + margin_ms)).await;
 }
 
+/// Runs `f` inside one second of wall time and returns what it gave, so that every request
+/// it makes meets the same clock-aligned window of the server's quotas and budgets (the
+/// server reads the same system clock: a request answered between two readings of the
+/// clock in one second was counted in that second). Starts just after a second boundary,
+/// and runs `f` again from the next one when it ran across a boundary; only a machine that
+/// cannot do `f` within a second ten times over fails.
+pub async fn within_one_second<F, Fut, T>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    for _ in 0..10 {
+        align_to_second(15).await;
+        let sec = now_ms() / 1000;
+        let out = f().await;
+        if now_ms() / 1000 == sec {
+            return out;
+        }
+    }
+    panic!("could not fit the requests into one second, ten times over");
+}
+
 /// If fewer than `needed_s` seconds remain in the current wall-clock minute, sleeps into
 /// the next minute (plus a small margin).
 pub async fn ensure_minute_room(needed_s: u64) {
@@ -1146,9 +1174,9 @@ impl Server {
         items
     }
 
-    /// Polls stderr until it contains `needle` (up to 3 s).
+    /// Polls stderr until it contains `needle` (up to `PATIENCE`).
     pub async fn wait_stderr(&self, needle: &str) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(3);
+        let deadline = Instant::now() + PATIENCE;
         while Instant::now() < deadline {
             if self.stderr_text().contains(needle) {
                 return true;
@@ -1158,9 +1186,9 @@ impl Server {
         false
     }
 
-    /// Waits (up to 5 s) for a stdout line starting with `prefix` and returns it.
+    /// Waits (up to `PATIENCE`) for a stdout line starting with `prefix` and returns it.
     pub async fn wait_stdout_line(&self, prefix: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(l) = self
                 .stdout_lines()
@@ -1320,16 +1348,12 @@ impl Server {
             .find(|b| b["exchange_binding_id"] == id)
     }
 
-    /// Polls the bindings list until the binding has `status` (up to `timeout`); returns its
-    /// view, panicking with the last one seen when it never gets there.
-    pub async fn wait_binding(
-        &self,
-        tenant: &str,
-        id: &str,
-        status: &str,
-        timeout: Duration,
-    ) -> Value {
-        let deadline = Instant::now() + timeout;
+    /// Polls the bindings list until the binding has `status` (up to `PATIENCE`); returns its
+    /// view, panicking with the last one seen when it never gets there. How late a step came
+    /// is no test's business (a loaded machine delays it): the history's times are the
+    /// schedule's own deadlines, and that is what tests compare.
+    pub async fn wait_binding(&self, tenant: &str, id: &str, status: &str) -> Value {
+        let deadline = Instant::now() + PATIENCE;
         loop {
             let row = self.binding_row(tenant, id).await;
             if let Some(r) = &row {
@@ -1339,7 +1363,7 @@ impl Server {
             }
             assert!(
                 Instant::now() < deadline,
-                "binding {id} did not reach {status} within {timeout:?}; last seen {row:?}"
+                "binding {id} did not reach {status} within {PATIENCE:?}; last seen {row:?}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
