@@ -100,7 +100,7 @@ async fn run_flow(sdk: &str, program: &Path, args: &[PathBuf], user: &str, prefi
         .env("EXCHANGE_ACCOUNT", &exchange)
         .env("USER_OPEN_ID", &open_id);
     let (status, out, err) =
-        tokio::task::spawn_blocking(move || run_to_exit(cmd, Duration::from_secs(120)))
+        tokio::task::spawn_blocking(move || run_to_exit(cmd, Duration::from_secs(600)))
             .await
             .unwrap();
     assert!(
