@@ -2,6 +2,7 @@
 //! read top to bottom. The first failure answers; step 11 is the method's own.
 
 use exbind_api::ErrorCode;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::HeaderMap;
@@ -139,7 +140,7 @@ pub async fn authorize(
         }
         Some("u-") => state
             .store
-            .user_token(raw)
+            .user_token(&raw)
             .await?
             .filter(|t| !t.revoked)
             .ok_or(ErrorCode::InvalidUserToken)?,
@@ -255,15 +256,19 @@ pub async fn authorize(
 }
 
 /// The token of an `Authorization: Bearer <token>` header (scheme matched case-insensitively).
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers
-        .get(http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .trim();
-    let (scheme, token) = value.split_once(char::is_whitespace)?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+/// Bytes outside visible ASCII make a token that is invalid, not a missing one: the value is
+/// read as UTF-8, each bad sequence replaced (so it matches no token).
+pub fn bearer(headers: &HeaderMap) -> Option<Cow<'_, str>> {
+    fn token_of(value: &str) -> Option<&str> {
+        let (scheme, token) = value.trim().split_once(char::is_whitespace)?;
+        let token = token.trim();
+        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    }
+    let value = headers.get(http::header::AUTHORIZATION)?.as_bytes();
+    match String::from_utf8_lossy(value) {
+        Cow::Borrowed(v) => token_of(v).map(Cow::Borrowed),
+        Cow::Owned(v) => token_of(&v).map(|t| Cow::Owned(t.to_string())),
+    }
 }
 
 fn parse_user_id_type(query: Option<&str>) -> Result<UserIdType, ApiError> {
@@ -310,12 +315,20 @@ mod tests {
         let mut h = HeaderMap::new();
         assert_eq!(bearer(&h), None);
         h.insert("authorization", "bearer   u-abc ".parse().unwrap());
-        assert_eq!(bearer(&h), Some("u-abc"));
+        assert_eq!(bearer(&h).as_deref(), Some("u-abc"));
         h.insert("authorization", "Bearer ".parse().unwrap());
         assert_eq!(bearer(&h), None);
         h.insert("authorization", "Basic u-abc".parse().unwrap());
         assert_eq!(bearer(&h), None);
         h.insert("authorization", "u-abc".parse().unwrap());
+        assert_eq!(bearer(&h), None);
+        // Bytes outside ASCII: a token all the same, one that matches nothing.
+        let odd = |v: &[u8]| http::HeaderValue::from_bytes(v).unwrap();
+        h.insert("authorization", odd(b"Bearer u-\xff\xfe"));
+        assert_eq!(bearer(&h).as_deref(), Some("u-\u{fffd}\u{fffd}"));
+        h.insert("authorization", odd("Bearer u-é".as_bytes()));
+        assert_eq!(bearer(&h).as_deref(), Some("u-é"));
+        h.insert("authorization", odd(b"B\xffarer u-abc"));
         assert_eq!(bearer(&h), None);
     }
 

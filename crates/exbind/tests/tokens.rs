@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// Checks a flat token-endpoint error: HTTP 200, exact code and msg, JSON content type.
 #[track_caller]
@@ -331,4 +331,78 @@ async fn token_ttl_flag_sets_lifetimes() {
         t.body["tenant_access_token"]
     );
     assert!(t2.body["expire"].as_i64().unwrap() > 290);
+}
+
+#[tokio::test]
+async fn tokens_with_bytes_outside_ascii_are_invalid_not_missing() {
+    let s = Server::full();
+    let item = format!("{BINDINGS}/{}", binding_id(ACME_ADMIN, "x@acme.example"));
+    let create = format!("{BINDINGS}?user_id_type=user_id");
+    let send = |method: &str, path: &str, auth: &[u8]| {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\nAuthorization: "
+        )
+        .into_bytes();
+        req.extend_from_slice(auth);
+        req.extend_from_slice(b"\r\n\r\n");
+        let r = s.raw(&req);
+        let v: Value = serde_json::from_str(&r.body).unwrap_or_else(|_| panic!("{r:?}"));
+        assert_eq!(
+            v["error"]["log_id"].as_str(),
+            r.exact("X-Tt-Logid").as_deref()
+        );
+        (
+            r.status(),
+            v["code"].as_i64().unwrap(),
+            v["msg"].as_str().unwrap().to_string(),
+        )
+    };
+    // Contract §4.1 step 2: a `u-` token that is no known token is 99991668; a token of
+    // another shape 99991671; `t-`/`a-` 99991663. Only a header that is not `Bearer <token>`
+    // at all is missing (99991661).
+    let cases: [(&[u8], u16, i64); 6] = [
+        (b"Bearer u-\xff\xfe", 400, 99991668),
+        ("Bearer u-é".as_bytes(), 400, 99991668),
+        (b"Bearer \xff\xfe", 400, 99991671),
+        (b"Bearer t-\xff", 400, 99991663),
+        (b"Bearer a-\x80", 400, 99991663),
+        (b"B\xffarer u-abc", 400, 99991661),
+    ];
+    for (method, path) in [("GET", item.as_str()), ("DELETE", &item), ("POST", &create)] {
+        for (auth, status, code) in cases {
+            assert_eq!(
+                send(method, path, auth),
+                (status, code, table_msg(code).to_string()),
+                "{method} {path} with {}",
+                String::from_utf8_lossy(auth)
+            );
+        }
+    }
+    // The control plane: a wrong admin token, however odd its bytes, is wrong (401
+    // 99991663), never missing.
+    let admin_odd = format!("Bearer {ADMIN_TOKEN}\u{e9}");
+    for auth in [
+        &b"Bearer \xff\xfe"[..],
+        b"Bearer \x80",
+        admin_odd.as_bytes(),
+    ] {
+        for (method, path) in [
+            ("GET", "/_exbind/v1/tenants"),
+            ("POST", "/_exbind/v1/reset"),
+        ] {
+            let (status, code, _) = send(method, path, auth);
+            assert_eq!((status, code), (401, 99991663), "{method} {path}");
+        }
+    }
+    assert_eq!(
+        s.list_bindings("acme").await.len(),
+        0,
+        "nothing was reset or made"
+    );
+    assert!(
+        !s.admin(Method::GET, "/_exbind/v1/tenants", None).await.ok()["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
