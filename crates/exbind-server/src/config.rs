@@ -1,11 +1,22 @@
 //! `exbind serve` configuration: every field a flag and an `EXBIND_*` environment variable.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use crate::domain::sync::Schedule;
+use crate::domain::sync::{parse_duration_ms, Schedule};
 
 fn parse_schedule(s: &str) -> Result<Schedule, String> {
     Schedule::parse(s)
+}
+
+/// A timeout: `10s`, `500ms`, `1m`, or a bare number of seconds; more than zero.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match parse_duration_ms(s.trim()) {
+        Some(ms) if ms > 0 => Ok(Duration::from_millis(ms as u64)),
+        _ => Err(format!(
+            "expected a duration above zero like 10s or 500ms, got {s:?}"
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -69,6 +80,23 @@ pub struct ServeArgs {
     /// The web console at `/_exbind/console/`.
     #[arg(long, env = "EXBIND_CONSOLE", value_enum, default_value = "on")]
     pub console: OnOff,
+    /// Time a request has, from its head read to its answer (a body that has not arrived
+    /// by then is answered 400 190002; anything else 500 190003).
+    #[arg(long, env = "EXBIND_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
+    pub request_timeout: Duration,
+
+    /// Time a client has to send a whole request head, from the connection's start or the
+    /// head's first byte; then the connection is closed.
+    #[arg(long, env = "EXBIND_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
+    pub header_read_timeout: Duration,
+
+    /// Time a kept-alive connection may wait for its next request; then it is closed.
+    #[arg(long, env = "EXBIND_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
+    pub idle_timeout: Duration,
+
+    /// Open connections served at once; more wait in the listen backlog until one closes.
+    #[arg(long, env = "EXBIND_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
 
     /// PostgreSQL store shared by several servers (not supported yet).
     #[arg(long, env = "EXBIND_DATABASE_URL", hide_env_values = true)]

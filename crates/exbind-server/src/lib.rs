@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod config;
+mod connections;
 mod domain;
 mod error;
 mod events;
@@ -22,4 +23,4 @@ mod sync;
 mod tokens;
 
 pub use config::{OnOff, ServeArgs};
-pub use server::{Server, StartError};
+pub use server::{listen, Server, StartError};

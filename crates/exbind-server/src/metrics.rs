@@ -94,10 +94,19 @@ impl EncodeMetric for Latency {
     }
 }
 
+/// The connection layer's own: open connections, and those closed for taking too long.
+#[derive(Clone, Default)]
+pub struct ConnectionMetrics {
+    pub open: Gauge,
+    pub header_timeouts: Counter,
+    pub idle_timeouts: Counter,
+}
+
 pub struct Metrics {
     /// Tells this registry's entries apart in the per-thread handle caches.
     id: usize,
     registry: Registry,
+    pub connections: ConnectionMetrics,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabel, Latency>,
     quota: Family<KindLabel, Counter>,
@@ -127,6 +136,22 @@ impl Default for Metrics {
             quota.clone(),
         );
         registry.register("bindings", "Bindings by sync status", bindings.clone());
+        let connections = ConnectionMetrics::default();
+        registry.register(
+            "connections_open",
+            "Connections open now",
+            connections.open.clone(),
+        );
+        registry.register(
+            "connections_header_timeouts",
+            "Connections closed because a request head did not arrive in time",
+            connections.header_timeouts.clone(),
+        );
+        registry.register(
+            "connections_idle_timeouts",
+            "Kept-alive connections closed after waiting too long for a request",
+            connections.idle_timeouts.clone(),
+        );
         static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
         Metrics {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -135,6 +160,7 @@ impl Default for Metrics {
             latency,
             quota,
             bindings,
+            connections,
         }
     }
 }

@@ -7,16 +7,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use rand::Rng;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::config::{OnOff, ServeArgs};
+use crate::connections::{self, ConnLimits};
 use crate::domain::ids::IdSecret;
 use crate::domain::locks::KeyLocks;
 use crate::events::Events;
@@ -75,6 +72,7 @@ pub struct Server {
     cached: Arc<CachedStore>,
     /// The admin token when it was generated (and so may be printed).
     generated_admin_token: Option<String>,
+    limits: ConnLimits,
 }
 
 impl Server {
@@ -152,11 +150,17 @@ impl Server {
             events: Events::default(),
             sessions,
             console: args.console == OnOff::On,
+            request_timeout: args.request_timeout,
         });
         Ok(Server {
             state,
             cached,
             generated_admin_token: generated,
+            limits: ConnLimits {
+                header_read: args.header_read_timeout,
+                idle: args.idle_timeout,
+                max_connections: args.max_connections as usize,
+            },
         })
     }
 
@@ -207,53 +211,38 @@ impl Server {
         ))
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
-    /// finish (bounded by `DRAIN_TIMEOUT`).
+    /// Serves until `shutdown` resolves, then stops accepting, lets the requests in progress
+    /// finish (bounded by `DRAIN_TIMEOUT`) and closes every other connection at once.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let service = crate::http::service(self.state.clone());
+        let frame = crate::http::service(self.state.clone());
         self.cached.fill_index();
         let (stop_sync, stop_rx) = tokio::sync::watch::channel(false);
         let engine = tokio::spawn(crate::sync::run(self.state.clone(), stop_rx));
-        let graceful = GracefulShutdown::new();
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let stream = match accepted {
-                        Ok((s, _)) => s,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    // No timer, as axum::serve: hyper would otherwise arm a header-read timer
-                    // on every request (~5 % of GET throughput). Each request stays bounded
-                    // by the 30 s limit of the framing layer once its head is read.
-                    let conn = http1::Builder::new()
-                        .title_case_headers(true)
-                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
-                }
-                _ = &mut shutdown => break,
-            }
-        }
-        drop(listener);
-        // Event streams never end by themselves: end them, or the drain would wait on them.
-        self.state.events.close();
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("in-flight requests did not finish in time");
-        }
+        // Event streams never end by themselves: end them when the shutdown comes, or the
+        // drain would wait on them.
+        let state = self.state.clone();
+        let shutdown = async move {
+            shutdown.await;
+            state.events.close();
+        };
+        connections::serve(
+            listener,
+            frame,
+            self.limits,
+            self.state.metrics.connections.clone(),
+            DRAIN_TIMEOUT,
+            shutdown,
+        )
+        .await;
         let _ = stop_sync.send(true);
         let _ = engine.await;
     }
+}
+
+/// Binds the listening socket for `serve`: `addr` may name a host; the listen backlog
+/// absorbs bursts of connects.
+pub async fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    connections::bind(addr).await
 }
 
 async fn load_seed_file(store: &dyn Store, ids: &IdSecret, path: &Path) -> Result<(), StartError> {

@@ -1,6 +1,7 @@
 //! What every request handler shares.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -37,6 +38,8 @@ pub struct AppState {
     pub sessions: Sessions,
     /// Whether the console is served (`--console`).
     pub console: bool,
+    /// What a request may take, its body included (`--request-timeout`).
+    pub request_timeout: Duration,
 }
 
 pub type SharedState = Arc<AppState>;

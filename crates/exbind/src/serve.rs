@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use exbind_server::{clock::SystemClock, ServeArgs, Server};
+use exbind_server::{clock::SystemClock, listen, ServeArgs, Server};
 use tracing_subscriber::EnvFilter;
 
 pub fn run(args: ServeArgs) -> i32 {
@@ -15,6 +15,7 @@ pub fn run(args: ServeArgs) -> i32 {
         .with_writer(writer)
         .event_format(crate::logformat::LineFormat)
         .init();
+    raise_open_file_limit(args.max_connections);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -33,7 +34,7 @@ pub fn run(args: ServeArgs) -> i32 {
                 return e.exit_code;
             }
         };
-        let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+        let listener = match listen(&args.listen).await {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("exbind: cannot listen on {}: {e}", args.listen);
@@ -65,6 +66,25 @@ pub fn run(args: ServeArgs) -> i32 {
         tracing::info!("stopped");
         0
     })
+}
+
+/// Each connection is a file descriptor: lifts the soft limit on open files to the hard
+/// one (often 1024 → far more), and says so when even that is below `--max-connections`.
+fn raise_open_file_limit(max_connections: u32) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
+    let have = getrlimit(Resource::Nofile).current;
+    // A few dozen for the store, the logs and the runtime.
+    if let Some(n) = have.filter(|n| *n < u64::from(max_connections) + 64) {
+        eprintln!(
+            "exbind: warning: the open-file limit ({n}) is below --max-connections \
+             ({max_connections}); connections beyond it wait until others close"
+        );
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM; both handlers are installed when this returns.

@@ -90,7 +90,8 @@ impl Schedule {
     }
 }
 
-fn parse_duration_ms(p: &str) -> Option<i64> {
+/// Milliseconds of `250ms`, `5s`, `1m` or a bare number of seconds (fractions allowed).
+pub(crate) fn parse_duration_ms(p: &str) -> Option<i64> {
     let (num, mult) = if let Some(n) = p.strip_suffix("ms") {
         (n, 1)
     } else if let Some(n) = p.strip_suffix('s') {

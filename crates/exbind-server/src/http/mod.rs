@@ -13,6 +13,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -35,11 +37,12 @@ use crate::logid::new_log_id;
 use crate::pipeline::CallerSlot;
 use crate::state::SharedState;
 
+/// The largest request head (request line and headers). hyper stops reading one at about
+/// this size (`connections`), and the framing answers one that hyper read whole.
+pub const MAX_HEAD: usize = 64 * 1024;
 /// Bodies on the Feishu routes are capped at 64 KiB; the control plane takes seed documents.
 const API_BODY_LIMIT: usize = 64 * 1024;
 const CONTROL_BODY_LIMIT: usize = 16 * 1024 * 1024;
-/// A request that takes longer is answered 190003.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub const JSON_UTF8: &str = "application/json; charset=utf-8";
 
@@ -146,6 +149,9 @@ pub struct Frame {
     state: SharedState,
 }
 
+/// The answer to one request, on its way.
+pub type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
 impl<B> tower::Service<http::Request<B>> for Frame
 where
     B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
@@ -153,24 +159,130 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = Answer;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        Box::pin(frame(self.clone(), req.map(Body::new)))
+    fn call(&mut self, req: http::Request<B>) -> Answer {
+        self.answer(req)
     }
 }
 
-async fn frame(Frame { mut router, state }: Frame, req: Request) -> Result<Response, Infallible> {
+impl Frame {
+    pub fn answer<B>(&self, req: http::Request<B>) -> Answer
+    where
+        B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        // A body still on its way is watched, so that a request that runs out of time waiting
+        // for it is answered as the client's fault. Requests without one (most) carry nothing.
+        if req.body().is_end_stream() {
+            return Box::pin(frame(self.clone(), req.map(Body::new), None));
+        }
+        let arrived = Arc::new(AtomicBool::new(false));
+        let req = req.map(|inner| {
+            Body::new(Arrival {
+                inner,
+                arrived: arrived.clone(),
+            })
+        });
+        Box::pin(frame(self.clone(), req, Some(arrived)))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request body that says when it has come in whole (or failed).
+    struct Arrival<B> {
+        #[pin]
+        inner: B,
+        arrived: Arc<AtomicBool>,
+    }
+}
+
+impl<B: axum::body::HttpBody> axum::body::HttpBody for Arrival<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            this.arrived.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A request answered without reading its whole body, `message` saying why: 400 190002, or
+/// on the token endpoints their flat `10003`. The rest of the body is never read, so the
+/// connection cannot carry another request: say so, or a keep-alive client would send its
+/// next request into it.
+fn body_rejected(token_route: bool, message: String) -> Response {
+    let mut r = if token_route {
+        auth::flat_error(10003, "invalid param")
+    } else {
+        ApiError::invalid("body", None, message).into_response()
+    };
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+fn is_token_route(path: &str) -> bool {
+    path.starts_with("/open-apis/auth/v3/")
+}
+
+/// The size of the request line and headers as sent (`Name: value\r\n` each).
+fn head_len(req: &Request) -> usize {
+    let uri = req.uri();
+    let target = uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + uri
+            .authority()
+            .map_or(0, |a| a.as_str().len() + "http://".len());
+    let line = req.method().as_str().len() + target + " HTTP/1.1\r\n".len() + 1;
+    req.headers()
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+        + 2
+}
+
+/// `30 s`, `1.5 s`, `250 ms`.
+fn human(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{} s", d.as_secs_f64())
+    }
+}
+
+async fn frame(
+    Frame { mut router, state }: Frame,
+    req: Request,
+    arrived: Option<Arc<AtomicBool>>,
+) -> Result<Response, Infallible> {
     let started = Instant::now();
     let log_id = new_log_id(state.now());
     let method = req.method().clone();
     let path = (state.journal.enabled() && req.uri().path().starts_with("/open-apis/"))
         .then(|| req.uri().path().to_string());
     let slot = CallerSlot::default();
+    let token_route = is_token_route(req.uri().path());
+    let head_too_large = head_len(&req) > MAX_HEAD;
     let mut req = req;
     req.extensions_mut().insert(slot.clone());
     let handled = async move {
@@ -178,10 +290,26 @@ async fn frame(Frame { mut router, state }: Frame, req: Request) -> Result<Respo
         let Ok(resp) = AssertUnwindSafe(fut).catch_unwind().await?;
         Ok::<_, Box<dyn std::any::Any + Send>>(resp)
     };
-    let resp = match tokio::time::timeout(REQUEST_TIMEOUT, handled).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(_)) => ApiError::internal("handler panicked").into_response(),
-        Err(_) => ApiError::internal("request timed out").into_response(),
+    let timeout = state.request_timeout;
+    let resp = if head_too_large {
+        let mut r = ApiError::new(ErrorCode::InvalidParameters)
+            .status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+            .message(format!("the request head exceeds {MAX_HEAD} bytes"))
+            .into_response();
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        r
+    } else {
+        match tokio::time::timeout(timeout, handled).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => ApiError::internal("handler panicked").into_response(),
+            // Out of time while the body was still coming: the client's stall, not ours.
+            Err(_) if arrived.is_some_and(|a| !a.load(Ordering::Acquire)) => body_rejected(
+                token_route,
+                format!("the request body did not arrive within {}", human(timeout)),
+            ),
+            Err(_) => ApiError::internal("request timed out").into_response(),
+        }
     };
     let (mut parts, body) = resp.into_parts();
     let route = parts
@@ -300,20 +428,8 @@ impl<S: Send + Sync> FromRequest<S> for Payload {
         } else {
             API_BODY_LIMIT
         };
-        let auth = path.starts_with("/open-apis/auth/v3/");
-        // The rest of the body is never read, so the connection cannot carry another
-        // request: say so, or a keep-alive client would send its next request into it.
-        let too_big = || -> Response {
-            let mut r = if auth {
-                auth::flat_error(10003, "invalid param")
-            } else {
-                ApiError::invalid("body", None, format!("request body exceeds {limit} bytes"))
-                    .into_response()
-            };
-            r.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            r
-        };
+        let token_route = is_token_route(path);
+        let too_big = || body_rejected(token_route, format!("request body exceeds {limit} bytes"));
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)

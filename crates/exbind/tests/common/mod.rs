@@ -59,6 +59,7 @@ pub fn exbind_bin() -> PathBuf {
 }
 
 pub struct ServerBuilder {
+    listen: String,
     seed: Option<String>,
     args: Vec<String>,
     envs: Vec<(String, String)>,
@@ -67,6 +68,11 @@ pub struct ServerBuilder {
 }
 
 impl ServerBuilder {
+    /// The address to listen on (default `127.0.0.1:0`).
+    pub fn listen(mut self, addr: &str) -> Self {
+        self.listen = addr.to_string();
+        self
+    }
     pub fn seed(mut self, seed: &str) -> Self {
         self.seed = Some(seed.to_string());
         self
@@ -111,6 +117,7 @@ impl ServerBuilder {
             None => None,
         };
         let mut server = Server {
+            listen: self.listen,
             base: String::new(),
             admin_token: if self.admin_flag {
                 ADMIN_TOKEN.to_string()
@@ -126,8 +133,12 @@ impl ServerBuilder {
             stdout: Arc::new(Mutex::new(Vec::new())),
             stderr: Arc::new(Mutex::new(String::new())),
             _tmp: tmp,
+            // Kept-alive connections are not reused after half a second: a test may run the
+            // server's idle timeout down to a second, and a connection it is closing must not
+            // be picked for the next request.
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(64)
+                .pool_idle_timeout(Duration::from_millis(500))
                 .build()
                 .unwrap(),
         };
@@ -137,6 +148,7 @@ impl ServerBuilder {
 }
 
 pub struct Server {
+    listen: String,
     pub base: String,
     pub admin_token: String,
     pub data_dir: PathBuf,
@@ -195,6 +207,7 @@ impl Resp {
 impl Server {
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
+            listen: "127.0.0.1:0".to_string(),
             seed: None,
             args: Vec::new(),
             envs: Vec::new(),
@@ -212,7 +225,7 @@ impl Server {
         let mut cmd = Command::new(exbind_bin());
         cmd.arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(&self.listen)
             .arg("--data-dir")
             .arg(&self.data_dir);
         if self.admin_flag {
@@ -301,6 +314,21 @@ impl Server {
             c.kill().unwrap();
             c.wait().unwrap();
         }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// The server's resident memory in KiB (`VmRSS` in /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
     }
 
     /// SIGTERM the server and return its exit status.
@@ -1367,6 +1395,18 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The value of an unlabelled metric (`exbind_connections_open`, …), read on a
+    /// connection of its own that closes after it (so it is not counted by a later look).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.raw_request("GET", "/_exbind/metrics", None, None).body;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     /// Every entry of the request journal matching `query` (`method=GET&…`), all pages,
