@@ -48,6 +48,12 @@ pub fn run(args: ServeArgs) -> i32 {
                 return 1;
             }
         };
+        if !addr.ip().is_loopback() {
+            eprintln!(
+                "exbind: warning: listening on {addr}, which is not a loopback address: the \
+                 Feishu API and the control plane are reachable from the network"
+            );
+        }
         // Handlers go in before the banner, so a signal right after it stops us cleanly.
         let shutdown = match shutdown_signal() {
             Ok(s) => s,

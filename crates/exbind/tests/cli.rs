@@ -337,3 +337,41 @@ async fn port_taken_exits_1() {
     assert!(lines[0].contains(&addr), "names the address: {err}");
     drop(taken);
 }
+
+#[tokio::test]
+async fn listening_beyond_loopback_warns_once_on_stderr() {
+    const WARNING: &str = "is not a loopback address";
+    let s = Server::builder()
+        .seed(BASIC_SEED)
+        .listen("0.0.0.0:0")
+        .start();
+    assert!(s.base.starts_with("http://0.0.0.0:"), "{}", s.base);
+    assert!(s.wait_stderr(WARNING).await, "{}", s.stderr_text());
+    let lines: Vec<String> = s
+        .stderr_text()
+        .lines()
+        .filter(|l| l.contains(WARNING))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("the Feishu API and the control plane are reachable from the network"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains("0.0.0.0:"),
+        "names the address: {}",
+        lines[0]
+    );
+    // It serves all the same; nothing of the warning reaches stdout.
+    let r = s.call(Method::GET, "/_exbind/healthz", None, None).await;
+    r.ok();
+    assert!(s.stdout_lines().iter().all(|l| !l.contains(WARNING)));
+
+    // On loopback: no warning. (The request's log line comes after where it would be.)
+    let s = Server::basic();
+    let r = s.call(Method::GET, "/_exbind/healthz", None, None).await;
+    assert!(s.wait_stderr(&r.log_id()).await);
+    assert!(!s.stderr_text().contains(WARNING), "{}", s.stderr_text());
+}
