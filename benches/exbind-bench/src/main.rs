@@ -65,6 +65,10 @@ struct RunArgs {
     /// The exbind binary (default: beside this one).
     #[arg(long)]
     exbind: Option<PathBuf>,
+    /// Another exbind binary (the build before a change, say), measured on GET in the same
+    /// rounds, on a copy of the same fixture, before or after exbind by turns.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     /// Where fixtures are built and kept between runs.
     #[arg(long, default_value = "target/bench-fixtures")]
     fixtures: PathBuf,
@@ -232,6 +236,19 @@ async fn fixture(dir: &Path, bound: usize, spare: usize) -> Result<PathBuf, Stri
     Ok(path)
 }
 
+/// Copies a fixture's files (no subdirectories) into `to`, replacing what was there.
+fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).map_err(|e| e.to_string())?;
+    for entry in std::fs::read_dir(from).map_err(|e| e.to_string())? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        if entry.file_type().map_err(|e| e.to_string())?.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
 fn exbind_cmd(bin: &Path, data_dir: &Path) -> Command {
     exbind_cmd_journal(bin, data_dir, 0)
 }
@@ -385,6 +402,20 @@ async fn run(a: RunArgs) -> Result<(), String> {
     server.wait_ready().await?;
     let idle_rss = server.rss_mb();
     let token = mint(&server.addr).await?;
+    // Two servers cannot share a data dir: the baseline runs on a copy.
+    let baseline = match &a.baseline {
+        Some(bin) => {
+            let copy = a.fixtures.join("baseline-copy");
+            copy_dir(&small, &copy)?;
+            let mut b = Proc::start(exbind_cmd(bin, &copy))?;
+            b.wait_ready().await?;
+            let token = mint(&b.addr).await?;
+            Some((b, token))
+        }
+        None => None,
+    };
+    let mut b_get = Series::default();
+    let mut per_round = Vec::new();
     // Let the ceiling come up too.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = ceiling.wait_ready_ceiling().await;
@@ -410,18 +441,29 @@ async fn run(a: RunArgs) -> Result<(), String> {
             )
             .await,
         );
-        x_get.0.push(
-            load::run(
-                &server.addr,
-                a.connections,
-                dur,
-                Phase::Get {
-                    token: token.clone(),
-                    bound: a.bindings,
-                },
-            )
-            .await,
-        );
+        let get = async |addr: &str, token: &str| {
+            let phase = Phase::Get {
+                token: token.to_string(),
+                bound: a.bindings,
+            };
+            load::run(addr, a.connections, dur, phase).await
+        };
+        let mine = match &baseline {
+            Some((b, b_token)) => {
+                let (theirs, mine) = if round % 2 == 0 {
+                    let theirs = get(&b.addr, b_token).await;
+                    (theirs, get(&server.addr, &token).await)
+                } else {
+                    let mine = get(&server.addr, &token).await;
+                    (get(&b.addr, b_token).await, mine)
+                };
+                per_round.push(mine.rps / theirs.rps);
+                b_get.0.push(theirs);
+                mine
+            }
+            None => get(&server.addr, &token).await,
+        };
+        x_get.0.push(mine);
         x_tok
             .0
             .push(load::run(&server.addr, a.connections, dur, Phase::Token).await);
@@ -442,6 +484,8 @@ async fn run(a: RunArgs) -> Result<(), String> {
     let loaded_rss = server.rss_mb();
     let ready_after = server.ready_after;
     drop(server);
+    let has_baseline = baseline.is_some();
+    drop(baseline);
     let console = if a.console {
         Some(console_rounds(&a, &exbind, &small, &ceiling, dur, &mut c_get).await?)
     } else {
@@ -475,6 +519,12 @@ async fn run(a: RunArgs) -> Result<(), String> {
         );
     };
     row(&format!("ceiling GET ({} conns)", a.connections), &c);
+    if has_baseline {
+        row(
+            &format!("baseline GET binding ({} conns)", a.connections),
+            &b_get.median(),
+        );
+    }
     row(&format!("exbind GET binding ({} conns)", a.connections), &g);
     row(
         &format!("exbind token endpoint ({} conns)", a.connections),
@@ -508,6 +558,18 @@ async fn run(a: RunArgs) -> Result<(), String> {
             "console open: the event stream delivered {events} request events during its runs; \
              GET with it open = {:.3} of GET without",
             streaming.rps / quiet.rps
+        );
+    }
+    if !per_round.is_empty() {
+        per_round.sort_by(f64::total_cmp);
+        println!(
+            "exbind GET / baseline GET, per round: {} (median {:.3})",
+            per_round
+                .iter()
+                .map(|r| format!("{r:.3}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            per_round[per_round.len() / 2]
         );
     }
 
