@@ -487,3 +487,19 @@ async fn timeouts_and_the_cap_come_from_flags_or_their_env_twins() {
         assert!(err.contains(flag), "{flag} {bad}: {err}");
     }
 }
+
+#[tokio::test]
+async fn an_event_stream_is_not_cut_by_the_idle_timeout() {
+    let s = Server::builder()
+        .seed(FULL_SEED)
+        .args(&["--idle-timeout", "1s", "--header-read-timeout", "1s"])
+        .start();
+    let mut ev = s.events("types=binding").await;
+    // Well past both timeouts with nothing on the stream (a keep-alive comment at most).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let token = s.boss().await;
+    s.bind(&token, ACME_ADMIN, "streamed@acme.example", "alice")
+        .await;
+    let d = ev.until(|name, _| name == "binding").await;
+    assert_eq!(d["action"], "created", "{d}");
+}
