@@ -55,7 +55,10 @@ await run(async (browser) => {
   const stallRow = page.locator(`tr[data-id="${stall}"]`);
   await stallRow.getByRole('button', { name: 'Advance stall@acme.example' }).click();
   await page.getByText('stall@acme.example is now cal_done.').waitFor();
-  checkEq((await get(stall)).json.data.status, 'cal_done', 'API status after Advance');
+  // A hand push resumes the schedule (500 ms a stage) from there: by the time the API is
+  // asked, a loaded machine may have let the engine take the next steps too.
+  const advanced = (await get(stall)).json.data.status;
+  check(['cal_done', 'timespan_done', 'done'].includes(advanced), `API status after Advance: ${advanced}`);
   await stallRow.getByLabel('Status to force for stall@acme.example').selectOption('err');
   await stallRow.getByRole('button', { name: 'Force the status of stall@acme.example' }).click();
   await page.getByText('stall@acme.example forced to err.').waitFor();
