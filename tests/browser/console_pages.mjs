@@ -1,7 +1,7 @@
 // The other pages: a bad seed shows its violations by path and applies nothing, a good one
 // applies; the apps page mints a token shown once with a curl line that works; the
 // overview and tenant pages; keyboard use; every page passes axe-core at both widths.
-import { BASE, check, checkEq, newContext, run } from './lib.mjs';
+import { BASE, check, checkEq, newContext, run, screenshot } from './lib.mjs';
 import { api, checkPage, signIn } from './console-lib.mjs';
 
 const BAD_SEED = `[[tenants]]
@@ -79,5 +79,23 @@ await run(async (browser) => {
   checkEq(missing.status(), 404, 'an unknown console page');
   await page.getByRole('heading', { name: 'Page not found' }).waitFor();
   check(context.offHost().length === 0, `no request left for another host: ${context.offHost()}`);
+
+  // Without JavaScript a seed file is uploaded as it is, its format taken from its name.
+  const plain = await newContext(browser, { javaScriptEnabled: false });
+  const noJs = await plain.newPage();
+  await signIn(noJs, '/_exbind/console/seed');
+  await noJs.getByRole('button', { name: 'Apply seed' }).click();
+  await noJs.getByText('the form holds no seed: paste a document or choose a file').waitFor();
+  const jsonSeed = { tenants: [{ tenant_key: 'jsonco', users: [{ user_id: 'joe', super_admin: true }] }] };
+  await noJs.getByLabel('Upload a file').setInputFiles({
+    name: 'jsonco.json',
+    mimeType: 'application/json',
+    buffer: Buffer.from(JSON.stringify(jsonSeed)),
+  });
+  checkEq(await noJs.getByLabel('Seed document').inputValue(), '', 'no script filled the box');
+  await noJs.getByRole('button', { name: 'Apply seed' }).click();
+  await noJs.getByText(/Seed applied: \d+ added, \d+ updated\./).waitFor();
+  checkEq((await api('GET', '/_exbind/v1/tenants/jsonco/users/joe', { token: process.env.EXBIND_ADMIN_TOKEN })).json.data.super_admin, true, 'the uploaded JSON seed applied');
+  await screenshot(noJs, 'seed-uploaded-without-js');
   console.log('console pages: ok');
 });

@@ -55,8 +55,8 @@ export async function launch() {
  * and `allow`'s are aborted and recorded: `offHost()` lists them, so a test can assert that
  * a page loads nothing from another host.
  */
-export async function newContext(browser, { viewport = DESKTOP, allow = [] } = {}) {
-  const context = await browser.newContext({ viewport, locale: 'en-US' });
+export async function newContext(browser, { viewport = DESKTOP, allow = [], javaScriptEnabled = true } = {}) {
+  const context = await browser.newContext({ viewport, locale: 'en-US', javaScriptEnabled });
   const allowed = new Set([new URL(BASE).origin, ...allow.map((u) => new URL(u).origin)]);
   const blocked = [];
   await context.route('**/*', (route) => {

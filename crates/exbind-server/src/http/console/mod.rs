@@ -15,7 +15,7 @@ pub mod session;
 
 use std::collections::HashMap;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest as _, FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -297,13 +297,46 @@ fn parse_form(body: &[u8]) -> HashMap<String, String> {
         .collect()
 }
 
+/// A `multipart/form-data` body's fields, as text; a file field's file name is also kept,
+/// under `{name}.filename`. (Forms with a file input post this way, so a file is sent
+/// without the page's script.)
+async fn parse_multipart(body: Bytes, boundary: String) -> Result<HashMap<String, String>, String> {
+    let body = futures_util::stream::once(async { Ok::<_, std::convert::Infallible>(body) });
+    let mut parts = multer::Multipart::new(body, boundary);
+    let mut fields = HashMap::new();
+    while let Some(field) = parts.next_field().await.map_err(|e| e.to_string())? {
+        let Some(name) = field.name().map(str::to_owned) else {
+            continue;
+        };
+        if let Some(file) = field.file_name() {
+            fields.insert(format!("{name}.filename"), file.to_owned());
+        }
+        let bytes = field.bytes().await.map_err(|e| e.to_string())?;
+        let text = String::from_utf8(bytes.into())
+            .map_err(|_| format!("The field \"{name}\" is not UTF-8 text."))?;
+        fields.insert(name, text);
+    }
+    Ok(fields)
+}
+
 /// Reads a signed-in page's form: a session (else to the sign-in page) and the session's CSRF
 /// token (else a 403 page: the form is stale or forged).
 pub async fn signed_form(c: &Console, req: Request) -> Result<(Signed, Form), Response> {
     let (mut parts, body) = req.into_parts();
     let signed = Signed::from_request_parts(&mut parts, c).await?;
+    let boundary = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| multer::parse_boundary(ct).ok());
     let Payload(bytes) = Payload::from_request(Request::from_parts(parts, body), &()).await?;
-    let form = Form(parse_form(&bytes));
+    let form = Form(match boundary {
+        Some(b) => parse_multipart(bytes, b).await.map_err(|why| {
+            HtmlError::new(StatusCode::BAD_REQUEST, "This form could not be read", why)
+                .into_response()
+        })?,
+        None => parse_form(&bytes),
+    });
     if !c.state.sessions.csrf_ok(&signed.session, form.get("csrf")) {
         return Err(HtmlError::new(
             StatusCode::FORBIDDEN,

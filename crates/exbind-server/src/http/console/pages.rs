@@ -1098,14 +1098,14 @@ fn render_seed(
                 "Tenants, users, Exchange admin accounts, scenarios and apps are upserted by key; nothing is removed and bindings are never touched. "
                 "All or nothing: a document with a violation applies nothing."
             }
-            form method="post" action="/_exbind/console/seed" class="stack" {
+            form method="post" action="/_exbind/console/seed" enctype="multipart/form-data" class="stack" {
                 (sg.hidden("/_exbind/console/seed"))
                 div class="form-row" {
                     div class="field" {
                         label for="seed-file" { "Upload a file" }
-                        input id="seed-file" type="file" accept=".toml,.json,text/plain,application/json"
+                        input id="seed-file" name="file" type="file" accept=".toml,.json,text/plain,application/json"
                             aria-describedby="seed-file-hint";
-                        span id="seed-file-hint" class="hint" { "Its text is put in the box below." }
+                        span id="seed-file-hint" class="hint" { "Its text is put in the box below; an empty box sends the file as it is." }
                     }
                     div class="field" {
                         label for="seed-format" { "Format" }
@@ -1117,7 +1117,7 @@ fn render_seed(
                 }
                 div class="field" {
                     label for="seed-text" { "Seed document" }
-                    textarea id="seed-text" name="text" rows="16" spellcheck="false" required
+                    textarea id="seed-text" name="text" rows="16" spellcheck="false"
                         placeholder="[[tenants]]\ntenant_key = \"acme\"\nname = \"Acme Corp\"" { (text) }
                 }
                 div { button id="seed-submit" class="btn btn-primary" type="submit" { "Apply seed" } }
@@ -1138,12 +1138,26 @@ fn render_seed(
 
 pub async fn apply_seed(State(c): State<Console>, req: Request) -> Result<Response, Response> {
     let (sg, form) = signed_form(&c, req).await?;
-    let format = if form.get("format") == "json" {
-        "json"
-    } else {
-        "toml"
+    // A file is sent as it is when the page's script did not put its text in the box; its
+    // name then tells the format, as the script would.
+    let pasted = form.opt("text").is_some();
+    let format = match form.opt("file.filename") {
+        Some(name) if !pasted && name.ends_with(".json") => "json",
+        Some(name) if !pasted && name.ends_with(".toml") => "toml",
+        _ if form.get("format") == "json" => "json",
+        _ => "toml",
     };
-    let text = form.0.get("text").cloned().unwrap_or_default();
+    let field = if pasted { "text" } else { "file" };
+    let text = form.0.get(field).cloned().unwrap_or_default();
+    if text.trim().is_empty() {
+        let empty = Failure {
+            code: 190002,
+            msg: "invalid parameters in request".into(),
+            message: Some("the form holds no seed: paste a document or choose a file".into()),
+            violations: Vec::new(),
+        };
+        return Ok(render_seed(sg, format, &text, Some(Err(empty))));
+    }
     let content_type = if format == "json" {
         "application/json"
     } else {
