@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderMap;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
@@ -11,11 +12,11 @@ use crate::domain::locks::KeyLocks;
 use crate::domain::sync::Schedule;
 use crate::events::Events;
 use crate::faults::Faults;
-use crate::http::console::session::Sessions;
+use crate::http::console::session::{Session, Sessions};
 use crate::journal::Journal;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Store, StoreResult};
 
 pub struct AppState {
     pub store: Arc<dyn Store>,
@@ -47,5 +48,13 @@ pub type SharedState = Arc<AppState>;
 impl AppState {
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// The console session of a request's cookie: genuine, current and not signed out.
+    pub async fn console_session(&self, headers: &HeaderMap) -> StoreResult<Option<Session>> {
+        let Some(s) = self.sessions.of_request(headers, self.now()) else {
+            return Ok(None);
+        };
+        Ok((!self.store.console_session_revoked(s.id()).await?).then_some(s))
     }
 }

@@ -103,3 +103,44 @@ async fn a_sign_in_needs_its_form_and_the_admin_token() {
         part.body
     );
 }
+
+/// The CSRF token of a signed-in page's forms.
+fn csrf(s: &Server, session: &str) -> String {
+    let page = s.raw_with("GET", "/_exbind/console/", &[("Cookie", session)], b"");
+    assert_eq!(page.status(), 200, "{}", page.body);
+    page.body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a form's CSRF token")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_signed_out_session_stays_out_after_a_restart() {
+    let mut s = Server::full();
+    let (gone, _) = sign_in(&s, "/_exbind/console/");
+    let (kept, _) = sign_in(&s, "/_exbind/console/");
+    let token = csrf(&s, &gone);
+    let r = s.raw_with(
+        "POST",
+        "/_exbind/console/sign-out",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", &gone),
+        ],
+        format!("csrf={token}").as_bytes(),
+    );
+    assert_eq!(r.status(), 303, "{}", r.body);
+    assert_eq!(r.exact("Location").unwrap(), "/_exbind/console/sign-in");
+    s.restart();
+    let r = s.raw_with("GET", "/_exbind/console/", &[("Cookie", &gone)], b"");
+    assert_eq!(r.status(), 303, "the signed-out cookie: {}", r.body);
+    assert!(r
+        .exact("Location")
+        .unwrap()
+        .starts_with("/_exbind/console/sign-in"));
+    // The other session was not signed out: it still works, so the refusal is the sign-out's.
+    let page = s.raw_with("GET", "/_exbind/console/", &[("Cookie", &kept)], b"");
+    assert_eq!(page.status(), 200);
+}

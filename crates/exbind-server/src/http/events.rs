@@ -41,14 +41,14 @@ struct EventsQuery {
 }
 
 /// The admin token, or a console session.
-pub fn authorized(state: &crate::state::AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    check_admin(state, headers).or_else(|e| {
-        state
-            .sessions
-            .of_request(headers, state.now())
-            .map(|_| ())
-            .ok_or(e)
-    })
+pub async fn authorized(
+    state: &crate::state::AppState,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    match check_admin(state, headers) {
+        Err(e) if state.console_session(headers).await?.is_none() => Err(e),
+        _ => Ok(()),
+    }
 }
 
 async fn events(
@@ -57,7 +57,7 @@ async fn events(
     Query(q): Query<EventsQuery>,
     _: Payload,
 ) -> Result<Response, ApiError> {
-    authorized(&state, &headers)?;
+    authorized(&state, &headers).await?;
     let (mut bindings, mut requests) = (true, true);
     if let Some(types) = q.types.as_deref().filter(|t| !t.is_empty()) {
         (bindings, requests) = (false, false);

@@ -358,6 +358,18 @@ impl Store for CachedStore {
         .await
     }
 
+    async fn revoke_console_session(
+        &self,
+        id: [u8; 16],
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.inner.revoke_console_session(id, expires_at, now).await
+    }
+    async fn console_session_revoked(&self, id: [u8; 16]) -> StoreResult<bool> {
+        self.inner.console_session_revoked(id).await
+    }
+
     async fn binding(&self, exchange_folded: &str) -> StoreResult<Option<BindingRecord>> {
         self.inner.binding(exchange_folded).await
     }

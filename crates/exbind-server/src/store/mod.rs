@@ -169,6 +169,17 @@ pub trait Store: Send + Sync + 'static {
     async fn put_scenario(&self, scenario: ExchangeScenario) -> StoreResult<()>;
     async fn delete_scenario(&self, tenant_key: &str, account_folded: &str) -> StoreResult<bool>;
 
+    /// Records a signed-out console session (until `expires_at`, when its cookie would lapse
+    /// anyway), forgetting those already lapsed at `now`. Kept through `reset`: a signed-out
+    /// cookie must not come back.
+    async fn revoke_console_session(
+        &self,
+        id: [u8; 16],
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<()>;
+    async fn console_session_revoked(&self, id: [u8; 16]) -> StoreResult<bool>;
+
     /// Removes a tenant's bindings; returns how many.
     async fn delete_tenant_bindings(&self, tenant_key: &str) -> StoreResult<u64>;
     /// Removes everything but the server's own secrets (admin token, id secret).

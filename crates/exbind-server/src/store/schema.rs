@@ -1,7 +1,8 @@
 //! The SQLite schema and its forward migrations. `PRAGMA user_version` records the version.
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value BLOB NOT NULL
@@ -96,6 +97,13 @@ CREATE TABLE binding_steps (
     at     INTEGER NOT NULL
 );
 CREATE INDEX binding_steps_seq ON binding_steps (seq);
-"#];
+"#,
+    r#"
+CREATE TABLE console_revoked (
+    id         BLOB PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
+];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

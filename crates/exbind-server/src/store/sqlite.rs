@@ -850,6 +850,30 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn revoke_console_session(
+        &self,
+        id: [u8; 16],
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.write(move |c| {
+            c.execute("DELETE FROM console_revoked WHERE expires_at <= ?1", [now])?;
+            c.execute(
+                "INSERT OR REPLACE INTO console_revoked (id, expires_at) VALUES (?1, ?2)",
+                params![&id[..], expires_at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn console_session_revoked(&self, id: [u8; 16]) -> StoreResult<bool> {
+        self.read(|c| {
+            c.prepare_cached("SELECT 1 FROM console_revoked WHERE id = ?1")?
+                .exists([&id[..]])
+        })
+    }
+
     async fn binding(&self, exchange_folded: &str) -> StoreResult<Option<BindingRecord>> {
         self.read(|c| query_binding(c, exchange_folded))
     }

@@ -251,8 +251,15 @@ impl FromRequestParts<Console> for Signed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, c: &Console) -> Result<Self, Response> {
-        let now = c.state.now();
-        let Some(session) = c.state.sessions.of_request(&parts.headers, now) else {
+        let session = c.state.console_session(&parts.headers).await.map_err(|e| {
+            HtmlError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The store did not answer",
+                e.0,
+            )
+            .into_response()
+        })?;
+        let Some(session) = session else {
             return Err(sign_in_redirect(parts));
         };
         let flash = cookie(&parts.headers, FLASH_COOKIE)
@@ -399,11 +406,8 @@ async fn sign_in_page(
     axum::extract::Query(q): axum::extract::Query<NextQuery>,
 ) -> Response {
     let next = safe_next(q.next.as_deref());
-    if c.state
-        .sessions
-        .of_request(&headers, c.state.now())
-        .is_some()
-    {
+    // A store that does not answer only costs the shortcut: the form is shown.
+    if let Ok(Some(_)) = c.state.console_session(&headers).await {
         return see_other(&next);
     }
     sign_in_form(
@@ -495,7 +499,20 @@ async fn sign_out(State(c): State<Console>, req: Request) -> Response {
         Ok(v) => v,
         Err(r) => return r,
     };
-    c.state.sessions.revoke(&signed.session, c.state.now());
+    let s = signed.session;
+    if let Err(e) = c
+        .state
+        .store
+        .revoke_console_session(s.id(), s.expires_at, c.state.now())
+        .await
+    {
+        return HtmlError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "You are still signed in",
+            format!("The sign-out could not be recorded ({}). Try again.", e.0),
+        )
+        .into_response();
+    }
     let mut resp = see_other(&format!("{BASE}/sign-in"));
     resp.headers_mut().append(
         header::SET_COOKIE,

@@ -4,15 +4,12 @@
 //! A session is a signed cookie (its random id and expiry, with an HMAC keyed by a key
 //! derived from the server's id secret and the admin token), so any server that shares the
 //! store and the admin token accepts it, and a new admin token ends every session. Its CSRF
-//! token is an HMAC of its id: nothing is stored for either. Signing out records the id as
-//! revoked until the session would have expired. That record is kept in this process: on a
-//! cluster it must be shared for a sign-out to end the session on every server.
-
-use std::collections::HashMap;
+//! token is an HMAC of its id: nothing is stored for either. Signing out records the id in
+//! the store as revoked until the session would have expired, so the cookie stays refused
+//! after a restart and on every server of the store.
 
 use hmac::{Hmac, Mac};
 use http::{header, HeaderMap, HeaderValue};
-use parking_lot::Mutex;
 use rand::Rng;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -22,8 +19,6 @@ pub const SESSION_TTL_MS: i64 = 8 * 3600 * 1000;
 pub const SESSION_COOKIE: &str = "exbind_session";
 /// The sign-in form's own token (double submit): a sign-in cannot be forged from elsewhere.
 pub const SIGNIN_COOKIE: &str = "exbind_signin";
-/// Revoked sessions kept at most (oldest expiry dropped first beyond it).
-const MAX_REVOKED: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Session {
@@ -31,9 +26,14 @@ pub struct Session {
     pub expires_at: i64,
 }
 
+impl Session {
+    pub fn id(&self) -> [u8; 16] {
+        self.id
+    }
+}
+
 pub struct Sessions {
     mac: Hmac<Sha256>,
-    revoked: Mutex<HashMap<[u8; 16], i64>>,
 }
 
 impl Sessions {
@@ -41,7 +41,6 @@ impl Sessions {
     pub fn new(key: &[u8]) -> Sessions {
         Sessions {
             mac: <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length"),
-            revoked: Mutex::default(),
         }
     }
 
@@ -69,7 +68,8 @@ impl Sessions {
         (s, value)
     }
 
-    /// The session a cookie value names, if it is genuine, current and not revoked.
+    /// The session a cookie value names, if it is genuine and current (whether it was signed
+    /// out is the store's to say: `AppState::console_session`).
     pub fn verify(&self, value: &str, now: i64) -> Option<Session> {
         let raw = hex::decode(value).ok()?;
         if raw.len() != 16 + 8 + 16 {
@@ -83,7 +83,7 @@ impl Sessions {
             id: body[..16].try_into().ok()?,
             expires_at: i64::from_be_bytes(body[16..].try_into().ok()?),
         };
-        (s.expires_at > now && !self.revoked.lock().contains_key(&s.id)).then_some(s)
+        (s.expires_at > now).then_some(s)
     }
 
     /// The session of a request's cookie.
@@ -116,18 +116,6 @@ impl Sessions {
         l.extend_from_slice(label);
         bool::from(self.tag(&l, data).ct_eq(tag)).then(|| data.to_vec())
     }
-
-    /// Ends a session: its cookie is refused from now on.
-    pub fn revoke(&self, s: &Session, now: i64) {
-        let mut r = self.revoked.lock();
-        r.retain(|_, exp| *exp > now);
-        if r.len() >= MAX_REVOKED {
-            if let Some(oldest) = r.iter().min_by_key(|(_, e)| **e).map(|(k, _)| *k) {
-                r.remove(&oldest);
-            }
-        }
-        r.insert(s.id, s.expires_at);
-    }
 }
 
 /// A cookie's value from the request's `Cookie` headers.
@@ -156,7 +144,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sessions_verify_expire_and_revoke() {
+    fn sessions_verify_and_expire() {
         let s = Sessions::new(b"k");
         let (sess, value) = s.issue(1000);
         assert_eq!(s.verify(&value, 1001), Some(sess));
@@ -167,8 +155,6 @@ mod tests {
         assert_eq!(Sessions::new(b"other").verify(&value, 1001), None);
         assert!(s.csrf_ok(&sess, &s.csrf(&sess)));
         assert!(!s.csrf_ok(&sess, "00"));
-        s.revoke(&sess, 1002);
-        assert_eq!(s.verify(&value, 1003), None, "signed out");
     }
 
     #[test]
