@@ -69,6 +69,10 @@ struct RunArgs {
     /// rounds, on a copy of the same fixture, before or after exbind by turns.
     #[arg(long)]
     baseline: Option<PathBuf>,
+    /// Also measure GET while this many other connections hold a half-sent request head
+    /// (opened before each such run, which must end within the server's header-read timeout).
+    #[arg(long, default_value_t = 0)]
+    half_open: usize,
     /// Where fixtures are built and kept between runs.
     #[arg(long, default_value = "target/bench-fixtures")]
     fixtures: PathBuf,
@@ -420,7 +424,8 @@ async fn run(a: RunArgs) -> Result<(), String> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = ceiling.wait_ready_ceiling().await;
 
-    let (mut c_get, mut x_get, mut x_tok, mut x_write) = (
+    let (mut c_get, mut x_get, mut x_tok, mut x_write, mut x_half) = (
+        Series::default(),
         Series::default(),
         Series::default(),
         Series::default(),
@@ -464,6 +469,11 @@ async fn run(a: RunArgs) -> Result<(), String> {
             None => get(&server.addr, &token).await,
         };
         x_get.0.push(mine);
+        if a.half_open > 0 {
+            let held = hold_half_open(&server.addr, a.half_open).await?;
+            x_half.0.push(get(&server.addr, &token).await);
+            drop(held);
+        }
         x_tok
             .0
             .push(load::run(&server.addr, a.connections, dur, Phase::Token).await);
@@ -526,6 +536,16 @@ async fn run(a: RunArgs) -> Result<(), String> {
         );
     }
     row(&format!("exbind GET binding ({} conns)", a.connections), &g);
+    if a.half_open > 0 {
+        let h = x_half.median();
+        row(&format!("exbind GET, {} half-open held", a.half_open), &h);
+        println!(
+            "with {} half-open connections held: GET = {:.3} of GET without, p99 {:.2}x",
+            a.half_open,
+            h.rps / g.rps,
+            h.p99_ms / g.p99_ms
+        );
+    }
     row(
         &format!("exbind token endpoint ({} conns)", a.connections),
         &t,
@@ -689,6 +709,22 @@ async fn console_rounds(
         streaming.median(),
         events.load(std::sync::atomic::Ordering::Relaxed),
     ))
+}
+
+/// `n` connections, each holding a request head it never finishes.
+async fn hold_half_open(addr: &str, n: usize) -> Result<Vec<tokio::net::TcpStream>, String> {
+    use tokio::io::AsyncWriteExt;
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut c = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("half-open connect: {e}"))?;
+        c.write_all(b"GET /open-apis/calendar/v4/exchange_bindings/x HTTP/1.1\r\nHost: bench\r\n")
+            .await
+            .map_err(|e| format!("half-open write: {e}"))?;
+        held.push(c);
+    }
+    Ok(held)
 }
 
 /// Holds `GET /_exbind/v1/events` open and reads it to the end, counting request events.
