@@ -82,6 +82,8 @@ CONTROL = {
     ("patch", f"{V1}/apps/{{app_id}}"),
     ("post", f"{V1}/user_access_tokens"),
     ("post", f"{V1}/user_access_tokens/revoke"),
+    ("delete", f"{V1}/tenants/{{tenant_key}}/users/{{user_id}}"),
+    ("post", f"{V1}/oauth/codes"),
     ("post", f"{V1}/faults"),
     ("get", f"{V1}/faults"),
     ("delete", f"{V1}/faults"),
@@ -149,10 +151,12 @@ STAGES = [
             "patchApp",
             "mintUserAccessToken",
             "revokeUserAccessToken",
+            "issueOAuthCode",
         ],
     ),
     ("faults", ALL_PHASES, ["addFault", "listFaults", "deleteFault", "clearFaults", "deleteTenantBinding", "deleteTenantBindings"]),
-    ("reset", NO_LINKS, ["reset", "listTenants", "listRequests", "listFaults"]),
+    # Deleting users would take the callers of the stages before away.
+    ("reset", NO_LINKS, ["reset", "deleteUser", "listTenants", "listRequests", "listFaults"]),
 ]
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}

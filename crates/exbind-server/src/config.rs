@@ -48,6 +48,14 @@ pub struct ServeArgs {
     #[arg(long, env = "EXBIND_TOKEN_TTL", default_value_t = 7200, value_parser = clap::value_parser!(i64).range(1..))]
     pub token_ttl: i64,
 
+    /// Lifetime of OAuth authorization codes, in seconds.
+    #[arg(long, env = "EXBIND_OAUTH_CODE_TTL", default_value_t = 300, value_parser = clap::value_parser!(i64).range(1..=315_360_000))]
+    pub oauth_code_ttl: i64,
+
+    /// Lifetime of refresh tokens, in seconds, from each one's issue.
+    #[arg(long, env = "EXBIND_REFRESH_TOKEN_TTL", default_value_t = 604_800, value_parser = clap::value_parser!(i64).range(1..=315_360_000))]
+    pub refresh_token_ttl: i64,
+
     /// Gateway quota and calendar budgets on or off (190010 contention always applies).
     #[arg(long, env = "EXBIND_RATE_LIMITS", value_enum, default_value = "on")]
     pub rate_limits: OnOff,

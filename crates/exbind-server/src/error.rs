@@ -33,6 +33,16 @@ impl ApiError {
         }))
     }
 
+    /// An error outside the contract's table, in the same envelope (the login flows' codes
+    /// on the v1 routes).
+    pub fn custom(status: u16, code: i64, msg: impl Into<String>) -> ApiError {
+        let mut e = ApiError::new(ErrorCode::InternalError);
+        e.status = StatusCode::from_u16(status).expect("valid status");
+        e.code = code;
+        e.msg = msg.into();
+        e
+    }
+
     pub fn message(mut self, m: impl Into<String>) -> Self {
         self.detail.message = Some(m.into());
         self

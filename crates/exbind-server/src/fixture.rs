@@ -108,6 +108,7 @@ scopes = ["calendar:calendar", "calendar:calendar:readonly", "calendar:exchange.
                 email: None,
                 status: UserStatus::Active,
                 super_admin: false,
+                profile: Default::default(),
             },
         };
         let users: Vec<UserRow> = (0..bound)

@@ -14,6 +14,7 @@ mod journal;
 mod limits;
 mod logid;
 mod metrics;
+mod oauth;
 mod pipeline;
 mod seed;
 mod server;

@@ -51,9 +51,23 @@ impl Windows {
     }
 }
 
+/// What a gateway quota counts: an Exchange-binding method, or another route (the token
+/// endpoints of the login flows, by `METHOD /route`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Quota {
+    Binding(BindingMethod),
+    Route(&'static str),
+}
+
+impl From<BindingMethod> for Quota {
+    fn from(m: BindingMethod) -> Quota {
+        Quota::Binding(m)
+    }
+}
+
 pub struct Limiter {
     limits: Limits,
-    gateway: DashMap<(BindingMethod, String, String), Windows>,
+    gateway: DashMap<(Quota, String, String), Windows>,
     app_budget: DashMap<(String, String), Windows>,
     method_budget: DashMap<BindingMethod, Windows>,
 }
@@ -75,7 +89,7 @@ impl Limiter {
     /// Step 4: admits and counts the request, or says which window is full.
     pub fn gateway(
         &self,
-        method: BindingMethod,
+        method: impl Into<Quota>,
         app_id: &str,
         tenant_key: &str,
         now_ms: i64,
@@ -85,7 +99,7 @@ impl Limiter {
         }
         let mut w = self
             .gateway
-            .entry((method, app_id.to_string(), tenant_key.to_string()))
+            .entry((method.into(), app_id.to_string(), tenant_key.to_string()))
             .or_default();
         w.roll(now_ms);
         // When both windows are full the minute is reported: it is the longer wait.

@@ -122,23 +122,20 @@ impl Caller {
     }
 }
 
-pub async fn authorize(
+/// Steps 1 and 2: the request's bearer token is a genuine, live user token — `u-…`, or a
+/// JWT from the v2 token endpoint.
+pub async fn user_token(
     state: &AppState,
-    method: BindingMethod,
     headers: &HeaderMap,
-    query: Option<&str>,
     slot: &CallerSlot,
-) -> Result<Caller, ApiError> {
-    // 1. A bearer token is present.
+) -> Result<Arc<UserToken>, ApiError> {
     let raw = bearer(headers).ok_or(ErrorCode::MissingToken)?;
-
-    // 2. It is a genuine, live user token.
     let token = match raw.get(..2) {
         Some("t-" | "a-") => {
             return Err(ApiError::new(ErrorCode::TenantTokenNotAccepted)
                 .message("this API accepts only a user_access_token"))
         }
-        Some("u-") => state
+        Some("u-" | "ey") => state
             .store
             .user_token(&raw)
             .await?
@@ -150,6 +147,18 @@ pub async fn authorize(
     if state.now() >= token.expires_at {
         return Err(ErrorCode::TokenExpired.into());
     }
+    Ok(token)
+}
+
+pub async fn authorize(
+    state: &AppState,
+    method: BindingMethod,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    slot: &CallerSlot,
+) -> Result<Caller, ApiError> {
+    // 1–2. A genuine, live user token.
+    let token = user_token(state, headers, slot).await?;
 
     // Fault rules apply here: after the token check, before everything else.
     inject_fault(

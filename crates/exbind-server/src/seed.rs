@@ -86,6 +86,10 @@ pub struct SeedUser {
     pub email: Option<String>,
     pub super_admin: Option<bool>,
     pub status: Option<String>,
+    pub en_name: Option<String>,
+    pub mobile: Option<String>,
+    pub employee_no: Option<String>,
+    pub avatar_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +122,13 @@ pub struct SeedApp {
     pub unit: Option<String>,
     #[serde(default)]
     pub scopes: Vec<String>,
+    // The login settings (oauth.md §1).
+    pub name: Option<String>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub refresh_tokens: Option<bool>,
+    pub available_to: Option<Vec<String>>,
+    pub auto_consent: Option<bool>,
+    pub enabled: Option<bool>,
 }
 
 /// One thing wrong with a seed: where (`tenants[0].users[3].user_id`) and why.
@@ -314,6 +325,12 @@ pub async fn plan(doc: SeedDoc, store: &dyn Store, ids: &IdSecret) -> Result<See
                     email: u.email,
                     status,
                     super_admin: u.super_admin.unwrap_or(false),
+                    profile: UserProfile {
+                        en_name: u.en_name,
+                        mobile: u.mobile,
+                        employee_no: u.employee_no,
+                        avatar_url: u.avatar_url,
+                    },
                 },
             });
         }
@@ -437,6 +454,17 @@ pub async fn plan(doc: SeedDoc, store: &dyn Store, ids: &IdSecret) -> Result<See
         if a.unit.as_deref() == Some("") {
             bad(format!("{p}.unit"), "must not be empty".into());
         }
+        let login = LoginSettings {
+            name: a.name,
+            redirect_uris: a.redirect_uris.unwrap_or_default(),
+            refresh_tokens: a.refresh_tokens.unwrap_or(true),
+            available_to: a.available_to,
+            auto_consent: a.auto_consent.unwrap_or(false),
+            enabled: a.enabled.unwrap_or(true),
+        };
+        for (field, reason) in login_problems(&login) {
+            bad(format!("{p}.{field}"), reason);
+        }
         plan.apps.push(App {
             developer: a.developer.unwrap_or_else(|| a.app_id.clone()),
             app_id: a.app_id,
@@ -446,6 +474,7 @@ pub async fn plan(doc: SeedDoc, store: &dyn Store, ids: &IdSecret) -> Result<See
             unit: a.unit.unwrap_or_else(|| "cn".into()),
             scopes: a.scopes,
             tenants: a.tenants,
+            login,
         });
     }
     if v.is_empty() {
@@ -453,6 +482,34 @@ pub async fn plan(doc: SeedDoc, store: &dyn Store, ids: &IdSecret) -> Result<See
     } else {
         Err(SeedError::Invalid(v))
     }
+}
+
+/// What is wrong with login settings, as (field path, reason): a redirect URI that is not an
+/// absolute URI without a fragment, an `available_to` entry that is empty or has more than
+/// one `/`, an empty name.
+pub fn login_problems(l: &LoginSettings) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if l.name.as_deref() == Some("") {
+        out.push(("name".into(), "must not be empty".into()));
+    }
+    for (i, u) in l.redirect_uris.iter().enumerate() {
+        if let Err(reason) = crate::oauth::redirect::parse_registered(u) {
+            out.push((format!("redirect_uris[{i}]"), reason));
+        }
+    }
+    for (i, e) in l.available_to.iter().flatten().enumerate() {
+        let ok = match e.split_once('/') {
+            Some((t, u)) => !t.is_empty() && !u.is_empty() && !u.contains('/'),
+            None => !e.is_empty(),
+        };
+        if !ok {
+            out.push((
+                format!("available_to[{i}]"),
+                format!("{e:?} is neither {{tenant_key}}/{{user_id}} nor a user_id"),
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use crate::http::console::session::Sessions;
 use crate::journal::Journal;
 use crate::limits::{Limiter, Limits};
 use crate::metrics::Metrics;
+use crate::oauth::{jwt, OAuthConfig};
 use crate::seed::{self, SeedError};
 use crate::state::{AppState, SharedState};
 use crate::store::cached::CachedStore;
@@ -127,6 +128,17 @@ impl Server {
             None => {}
         }
 
+        let signing_secret: [u8; 32] = rand::rng().random();
+        let signing_secret = store
+            .meta_init("oauth_signing_key", signing_secret.to_vec())
+            .await
+            .map_err(runtime_error)?;
+        let oauth = OAuthConfig {
+            code_ttl: args.oauth_code_ttl,
+            refresh_token_ttl: args.refresh_token_ttl,
+            signer: jwt::Signer::new(&signing_secret),
+        };
+
         let sessions = Sessions::new(&ids.derive("console session", admin_token.as_bytes()));
         let state = Arc::new(AppState {
             store,
@@ -142,6 +154,7 @@ impl Server {
             ids,
             admin_token,
             token_ttl: args.token_ttl,
+            oauth,
             metrics: Metrics::default(),
             schedule: args.sync_stage_durations,
             sync_wake: Notify::new(),

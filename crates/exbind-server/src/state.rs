@@ -16,6 +16,7 @@ use crate::http::console::session::{Session, Sessions};
 use crate::journal::Journal;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
+use crate::oauth::OAuthConfig;
 use crate::store::{Store, StoreResult};
 
 pub struct AppState {
@@ -27,6 +28,8 @@ pub struct AppState {
     pub admin_token: String,
     /// Lifetime of issued tokens, in seconds.
     pub token_ttl: i64,
+    /// The login flows' settings and keys.
+    pub oauth: OAuthConfig,
     pub metrics: Metrics,
     pub schedule: Schedule,
     pub faults: Faults,

@@ -44,6 +44,7 @@ pub async fn mint_user_token(
                 scopes,
                 expires_at,
                 revoked: false,
+                grant_id: None,
             },
         )
         .await?;

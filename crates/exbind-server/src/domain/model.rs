@@ -43,6 +43,21 @@ pub struct User {
     pub email: Option<String>,
     pub status: UserStatus,
     pub super_admin: bool,
+    pub profile: UserProfile,
+}
+
+/// What user info shows of a user beyond the basics (oauth.md §1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserProfile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub en_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mobile: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub employee_no: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,9 +93,50 @@ pub struct App {
     pub unit: String,
     pub scopes: Vec<String>,
     pub tenants: Vec<String>,
+    pub login: LoginSettings,
+}
+
+/// The app settings the login flows use (oauth.md §1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoginSettings {
+    /// Shown on the consent page; the app id when not set.
+    pub name: Option<String>,
+    /// `[]`: loopback URIs only.
+    pub redirect_uris: Vec<String>,
+    pub refresh_tokens: bool,
+    /// `None`: every user; else `{tenant_key}/{user_id}` or a bare `user_id`.
+    pub available_to: Option<Vec<String>>,
+    pub auto_consent: bool,
+    pub enabled: bool,
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        LoginSettings {
+            name: None,
+            redirect_uris: Vec::new(),
+            refresh_tokens: true,
+            available_to: None,
+            auto_consent: false,
+            enabled: true,
+        }
+    }
 }
 
 impl App {
+    pub fn name(&self) -> &str {
+        self.login.name.as_deref().unwrap_or(&self.app_id)
+    }
+    /// Whether the app's `available_to` lets this user in.
+    pub fn available_to(&self, tenant_key: &str, user_id: &str) -> bool {
+        self.login.available_to.as_ref().is_none_or(|list| {
+            list.iter().any(|e| match e.split_once('/') {
+                Some((t, u)) => t == tenant_key && u == user_id,
+                None => e == user_id,
+            })
+        })
+    }
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }
@@ -232,6 +288,54 @@ pub struct UserToken {
     pub scopes: Vec<String>,
     pub expires_at: i64,
     pub revoked: bool,
+    /// The OAuth grant it was issued from; revoking one token of a grant revokes it all.
+    pub grant_id: Option<String>,
+}
+
+/// What a user consented to, for one app (oauth.md §2): every code, access token and
+/// refresh token issued from one authorization shares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub id: String,
+    pub app_id: String,
+    pub tenant_key: String,
+    pub user_id: String,
+    pub scopes: Vec<String>,
+}
+
+/// A PKCE challenge (RFC 7636).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    /// `S256` or `plain`.
+    pub method: String,
+    pub value: String,
+}
+
+/// An authorization code as the store keeps it (only its hash identifies it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthCode {
+    pub grant: Grant,
+    pub redirect_uri: String,
+    pub challenge: Option<Challenge>,
+    pub expires_at: i64,
+    pub used: bool,
+}
+
+/// A refresh token as the store keeps it (only its hash identifies it). It carries the
+/// grant's full scopes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    pub grant: Grant,
+    pub expires_at: i64,
+    pub used: bool,
+    pub revoked: bool,
+}
+
+/// What a token exchange spends: each can be spent once.
+#[derive(Debug, Clone)]
+pub enum Spent {
+    Code(String),
+    RefreshToken(String),
 }
 
 /// A tenant (and, for custom apps, app) access token.

@@ -7,9 +7,12 @@ pub const BINDINGS_READ: &str = "calendar:exchange.bindings:read";
 pub const BINDINGS_DELETE: &str = "calendar:exchange.bindings:delete";
 pub const EMAIL: &str = "contact:user.email:readonly";
 pub const EMPLOYEE_ID: &str = "contact:user.employee_id:readonly";
+pub const PHONE: &str = "contact:user.phone:readonly";
+/// Lets the v2 token endpoint issue a refresh token (oauth.md §1).
+pub const OFFLINE_ACCESS: &str = "offline_access";
 
 /// Every scope exbind knows; a seed naming another is rejected.
-pub const KNOWN: [&str; 7] = [
+pub const KNOWN: [&str; 9] = [
     CALENDAR,
     CALENDAR_READONLY,
     BINDINGS_CREATE,
@@ -17,6 +20,8 @@ pub const KNOWN: [&str; 7] = [
     BINDINGS_DELETE,
     EMAIL,
     EMPLOYEE_ID,
+    PHONE,
+    OFFLINE_ACCESS,
 ];
 
 /// Field scopes, which only custom apps can hold.

@@ -8,6 +8,7 @@ mod control;
 mod events;
 mod health;
 pub mod html;
+pub(crate) mod oauth;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -53,6 +54,7 @@ pub fn service(state: SharedState) -> Frame {
     let router = Router::new()
         .merge(bindings::routes())
         .merge(auth::routes())
+        .merge(oauth::routes())
         .merge(control::routes(state.clone()))
         .merge(health::routes())
         .merge(html::routes())

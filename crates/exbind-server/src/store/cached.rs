@@ -340,6 +340,9 @@ impl Store for CachedStore {
             .issue_app_token(candidate, now, min_left_ms)
             .await
     }
+    async fn app_token(&self, token: &str) -> StoreResult<Option<AppToken>> {
+        self.inner.app_token(token).await
+    }
     async fn insert_user_token(&self, token: &str, record: UserToken) -> StoreResult<()> {
         self.inner.insert_user_token(token, record).await
     }
@@ -353,6 +356,40 @@ impl Store for CachedStore {
         self.finish(move |c| async move {
             let r = c.inner.revoke_user_token(&token).await;
             c.tokens.forget(&token);
+            r
+        })
+        .await
+    }
+
+    async fn insert_oauth_code(&self, code: &str, record: OAuthCode) -> StoreResult<()> {
+        self.inner.insert_oauth_code(code, record).await
+    }
+    async fn oauth_code(&self, code: &str) -> StoreResult<Option<OAuthCode>> {
+        self.inner.oauth_code(code).await
+    }
+    async fn refresh_token(&self, token: &str) -> StoreResult<Option<RefreshToken>> {
+        self.inner.refresh_token(token).await
+    }
+    async fn redeem(&self, spent: Spent, issued: Issued) -> StoreResult<bool> {
+        self.inner.redeem(spent, issued).await
+    }
+    // The token cache is keyed by token, and a grant's or user's tokens are known only by
+    // hash: these rare writes drop the whole cache.
+    async fn revoke_grant(&self, grant_id: &str) -> StoreResult<()> {
+        let g = grant_id.to_string();
+        self.finish(move |c| async move {
+            let r = c.inner.revoke_grant(&g).await;
+            c.tokens.clear();
+            r
+        })
+        .await
+    }
+    async fn delete_user(&self, tenant_key: &str, user_id: &str) -> StoreResult<bool> {
+        let (t, u) = (tenant_key.to_string(), user_id.to_string());
+        self.finish(move |c| async move {
+            let r = c.inner.delete_user(&t, &u).await;
+            c.users.forget(&user_key(&t, &u));
+            c.tokens.clear();
             r
         })
         .await

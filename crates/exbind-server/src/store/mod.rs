@@ -69,6 +69,16 @@ pub struct AppPatch {
     pub scopes: Option<Vec<String>>,
     pub tenants: Option<Vec<String>>,
     pub unit: Option<String>,
+    /// The login settings, replaced whole (the caller merges what a PATCH leaves out).
+    pub login: Option<LoginSettings>,
+}
+
+/// Tokens a code or refresh-token exchange issues: an access token and maybe a refresh token.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub access_token: String,
+    pub access: UserToken,
+    pub refresh: Option<(String, RefreshToken)>,
 }
 
 #[async_trait]
@@ -123,11 +133,26 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         min_left_ms: i64,
     ) -> StoreResult<AppToken>;
+    /// A tenant (or custom app's app) token as issued, live or not.
+    async fn app_token(&self, token: &str) -> StoreResult<Option<AppToken>>;
     /// Keeps a user token; stores keep only its hash (`token_hash`).
     async fn insert_user_token(&self, token: &str, record: UserToken) -> StoreResult<()>;
     async fn user_token(&self, token: &str) -> StoreResult<Option<Arc<UserToken>>>;
     /// Returns whether such a token existed.
     async fn revoke_user_token(&self, token: &str) -> StoreResult<bool>;
+
+    /// Keeps an authorization code; stores keep only its hash.
+    async fn insert_oauth_code(&self, code: &str, record: OAuthCode) -> StoreResult<()>;
+    async fn oauth_code(&self, code: &str) -> StoreResult<Option<OAuthCode>>;
+    async fn refresh_token(&self, token: &str) -> StoreResult<Option<RefreshToken>>;
+    /// In one transaction: marks `spent` used and keeps `issued` — unless `spent` was used
+    /// already (or is gone or revoked), then does nothing and returns false.
+    async fn redeem(&self, spent: Spent, issued: Issued) -> StoreResult<bool>;
+    /// Revokes every access and refresh token of a grant.
+    async fn revoke_grant(&self, grant_id: &str) -> StoreResult<()>;
+    /// Removes a user and revokes its tokens; bindings made for it stay. Returns whether it
+    /// existed.
+    async fn delete_user(&self, tenant_key: &str, user_id: &str) -> StoreResult<bool>;
 
     /// The binding of an Exchange account (by folded address), in any tenant.
     async fn binding(&self, exchange_folded: &str) -> StoreResult<Option<BindingRecord>>;

@@ -104,6 +104,42 @@ CREATE TABLE console_revoked (
     expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- The login flows (oauth.md): app login settings, user profiles, codes and refresh tokens,
+-- and the grant each token came from.
+ALTER TABLE apps ADD COLUMN login TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE users ADD COLUMN profile TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE user_tokens ADD COLUMN grant_id TEXT;
+CREATE INDEX user_tokens_grant ON user_tokens (grant_id) WHERE grant_id IS NOT NULL;
+CREATE INDEX user_tokens_user ON user_tokens (tenant_key, user_id);
+
+CREATE TABLE oauth_codes (
+    code_hash    BLOB PRIMARY KEY,
+    grant_id     TEXT NOT NULL,
+    app_id       TEXT NOT NULL,
+    tenant_key   TEXT NOT NULL,
+    user_id      TEXT NOT NULL,
+    scopes       TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    challenge    TEXT,
+    expires_at   INTEGER NOT NULL,
+    used         INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+CREATE TABLE refresh_tokens (
+    token_hash BLOB PRIMARY KEY,
+    grant_id   TEXT NOT NULL,
+    app_id     TEXT NOT NULL,
+    tenant_key TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
+    scopes     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used       INTEGER NOT NULL DEFAULT 0,
+    revoked    INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX refresh_tokens_grant ON refresh_tokens (grant_id);
+CREATE INDEX refresh_tokens_user ON refresh_tokens (tenant_key, user_id);
+"#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

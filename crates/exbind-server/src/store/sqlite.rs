@@ -319,7 +319,7 @@ fn tenant_row(r: &Row) -> rusqlite::Result<Tenant> {
     })
 }
 
-const USER_COLS: &str = "tenant_key, user_id, name, email, status, super_admin";
+const USER_COLS: &str = "tenant_key, user_id, name, email, status, super_admin, profile";
 fn user_row(r: &Row) -> rusqlite::Result<User> {
     Ok(User {
         tenant_key: r.get(0)?,
@@ -328,10 +328,11 @@ fn user_row(r: &Row) -> rusqlite::Result<User> {
         email: r.get(3)?,
         status: parse_col(r, 4, UserStatus::parse)?,
         super_admin: r.get(5)?,
+        profile: json_col(r, 6)?,
     })
 }
 
-const APP_COLS: &str = "app_id, app_secret, kind, developer, bot, unit, scopes, tenants";
+const APP_COLS: &str = "app_id, app_secret, kind, developer, bot, unit, scopes, tenants, login";
 fn app_row(r: &Row) -> rusqlite::Result<App> {
     Ok(App {
         app_id: r.get(0)?,
@@ -342,6 +343,7 @@ fn app_row(r: &Row) -> rusqlite::Result<App> {
         unit: r.get(5)?,
         scopes: json_col(r, 6)?,
         tenants: json_col(r, 7)?,
+        login: json_col(r, 8)?,
     })
 }
 
@@ -369,6 +371,22 @@ fn binding_row(r: &Row) -> rusqlite::Result<BindingRecord> {
         next_at: r.get(8)?,
         created_at: r.get(9)?,
         updated_at: r.get(10)?,
+    })
+}
+
+const INSERT_USER_TOKEN: &str = "INSERT INTO user_tokens \
+    (token_hash, app_id, tenant_key, user_id, scopes, expires_at, revoked, grant_id) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)";
+
+/// The grant of a code or refresh-token row: columns 0–4 are its id, app, tenant, user and
+/// scopes.
+fn grant_row(r: &Row) -> rusqlite::Result<Grant> {
+    Ok(Grant {
+        id: r.get(0)?,
+        app_id: r.get(1)?,
+        tenant_key: r.get(2)?,
+        user_id: r.get(3)?,
+        scopes: json_col(r, 4)?,
     })
 }
 
@@ -602,13 +620,14 @@ impl Store for SqliteStore {
                     u.email.map_or(V::Null, V::Text),
                     V::Text(u.status.as_str().into()),
                     V::Integer(u.super_admin as i64),
+                    V::Text(to_json(&u.profile)),
                     V::Blob(key.to_vec()),
                 ];
                 let sel = format!("SELECT {USER_COLS}, ukey FROM users WHERE tenant_key = ?1 AND user_id = ?2");
-                let cur = current_row(c, &sel, &[&wanted[0], &wanted[1]], 7);
+                let cur = current_row(c, &sel, &[&wanted[0], &wanted[1]], 8);
                 upsert(c, &mut n, cur, wanted,
-                    "INSERT OR REPLACE INTO users (tenant_key, user_id, name, email, status, super_admin, ukey) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
+                    "INSERT OR REPLACE INTO users (tenant_key, user_id, name, email, status, super_admin, profile, ukey) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?;
             }
             for a in plan.admins {
                 let wanted = vec![
@@ -647,12 +666,13 @@ impl Store for SqliteStore {
                     V::Text(a.unit),
                     V::Text(to_json(&a.scopes)),
                     V::Text(to_json(&a.tenants)),
+                    V::Text(to_json(&a.login)),
                 ];
                 let sel = format!("SELECT {APP_COLS} FROM apps WHERE app_id = ?1");
-                let cur = current_row(c, &sel, &[&wanted[0]], 8);
+                let cur = current_row(c, &sel, &[&wanted[0]], 9);
                 upsert(c, &mut n, cur, wanted,
-                    "INSERT OR REPLACE INTO apps (app_id, app_secret, kind, developer, bot, unit, scopes, tenants) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?;
+                    "INSERT OR REPLACE INTO apps (app_id, app_secret, kind, developer, bot, unit, scopes, tenants, login) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?;
             }
             Ok(n)
         })
@@ -690,13 +710,15 @@ impl Store for SqliteStore {
         self.write(move |c| {
             let changed = c.execute(
                 "UPDATE apps SET bot = COALESCE(?2, bot), scopes = COALESCE(?3, scopes), \
-                 tenants = COALESCE(?4, tenants), unit = COALESCE(?5, unit) WHERE app_id = ?1",
+                 tenants = COALESCE(?4, tenants), unit = COALESCE(?5, unit), \
+                 login = COALESCE(?6, login) WHERE app_id = ?1",
                 params![
                     id,
                     patch.bot,
                     patch.scopes.as_ref().map(to_json),
                     patch.tenants.as_ref().map(to_json),
-                    patch.unit
+                    patch.unit,
+                    patch.login.as_ref().map(to_json)
                 ],
             )?;
             if changed == 0 {
@@ -804,13 +826,34 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn app_token(&self, token: &str) -> StoreResult<Option<AppToken>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT token, app_id, expires_at FROM app_tokens WHERE token = ?1")?
+                .query_row([token], |r| {
+                    Ok(AppToken {
+                        token: r.get(0)?,
+                        app_id: r.get(1)?,
+                        expires_at: r.get(2)?,
+                    })
+                })
+                .optional()
+        })
+    }
+
     async fn insert_user_token(&self, token: &str, t: UserToken) -> StoreResult<()> {
         let hash = token_hash(token);
         self.write(move |c| {
             c.execute(
-                "INSERT INTO user_tokens (token_hash, app_id, tenant_key, user_id, scopes, expires_at, revoked) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
-                params![&hash[..], t.app_id, t.tenant_key, t.user_id, to_json(&t.scopes), t.expires_at],
+                INSERT_USER_TOKEN,
+                params![
+                    &hash[..],
+                    t.app_id,
+                    t.tenant_key,
+                    t.user_id,
+                    to_json(&t.scopes),
+                    t.expires_at,
+                    t.grant_id
+                ],
             )?;
             Ok(())
         })
@@ -821,8 +864,8 @@ impl Store for SqliteStore {
         let hash = token_hash(token);
         self.read(|c| {
             c.prepare_cached(
-                "SELECT app_id, tenant_key, user_id, scopes, expires_at, revoked FROM user_tokens \
-                 WHERE token_hash = ?1",
+                "SELECT app_id, tenant_key, user_id, scopes, expires_at, revoked, grant_id \
+                 FROM user_tokens WHERE token_hash = ?1",
             )?
             .query_row([&hash[..]], |r| {
                 Ok(UserToken {
@@ -832,6 +875,7 @@ impl Store for SqliteStore {
                     scopes: json_col(r, 3)?,
                     expires_at: r.get(4)?,
                     revoked: r.get(5)?,
+                    grant_id: r.get(6)?,
                 })
             })
             .optional()
@@ -846,6 +890,165 @@ impl Store for SqliteStore {
                 "UPDATE user_tokens SET revoked = 1 WHERE token_hash = ?1",
                 [&hash[..]],
             )? > 0)
+        })
+        .await
+    }
+
+    async fn insert_oauth_code(&self, code: &str, rec: OAuthCode) -> StoreResult<()> {
+        let hash = token_hash(code);
+        self.write(move |c| {
+            let g = &rec.grant;
+            c.execute(
+                "INSERT INTO oauth_codes (code_hash, grant_id, app_id, tenant_key, user_id, scopes, \
+                 redirect_uri, challenge, expires_at, used) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0)",
+                params![
+                    &hash[..],
+                    g.id,
+                    g.app_id,
+                    g.tenant_key,
+                    g.user_id,
+                    to_json(&g.scopes),
+                    rec.redirect_uri,
+                    rec.challenge.as_ref().map(to_json),
+                    rec.expires_at
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn oauth_code(&self, code: &str) -> StoreResult<Option<OAuthCode>> {
+        let hash = token_hash(code);
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT grant_id, app_id, tenant_key, user_id, scopes, redirect_uri, challenge, \
+                 expires_at, used FROM oauth_codes WHERE code_hash = ?1",
+            )?
+            .query_row([&hash[..]], |r| {
+                let challenge: Option<String> = r.get(6)?;
+                Ok(OAuthCode {
+                    grant: grant_row(r)?,
+                    redirect_uri: r.get(5)?,
+                    challenge: challenge
+                        .map(|s| serde_json::from_str(&s))
+                        .transpose()
+                        .map_err(|e| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                6,
+                                rusqlite::types::Type::Text,
+                                e.into(),
+                            )
+                        })?,
+                    expires_at: r.get(7)?,
+                    used: r.get(8)?,
+                })
+            })
+            .optional()
+        })
+    }
+
+    async fn refresh_token(&self, token: &str) -> StoreResult<Option<RefreshToken>> {
+        let hash = token_hash(token);
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT grant_id, app_id, tenant_key, user_id, scopes, expires_at, used, revoked \
+                 FROM refresh_tokens WHERE token_hash = ?1",
+            )?
+            .query_row([&hash[..]], |r| {
+                Ok(RefreshToken {
+                    grant: grant_row(r)?,
+                    expires_at: r.get(5)?,
+                    used: r.get(6)?,
+                    revoked: r.get(7)?,
+                })
+            })
+            .optional()
+        })
+    }
+
+    async fn redeem(&self, spent: Spent, issued: Issued) -> StoreResult<bool> {
+        let (sql, hash) = match &spent {
+            Spent::Code(code) => (
+                "UPDATE oauth_codes SET used = 1 WHERE code_hash = ?1 AND used = 0",
+                token_hash(code),
+            ),
+            Spent::RefreshToken(token) => (
+                "UPDATE refresh_tokens SET used = 1 WHERE token_hash = ?1 AND used = 0 AND revoked = 0",
+                token_hash(token),
+            ),
+        };
+        self.write(move |c| {
+            if c.prepare_cached(sql)?.execute([&hash[..]])? == 0 {
+                return Ok(false);
+            }
+            let t = &issued.access;
+            c.prepare_cached(INSERT_USER_TOKEN)?.execute(params![
+                &token_hash(&issued.access_token)[..],
+                t.app_id,
+                t.tenant_key,
+                t.user_id,
+                to_json(&t.scopes),
+                t.expires_at,
+                t.grant_id
+            ])?;
+            if let Some((token, r)) = &issued.refresh {
+                let g = &r.grant;
+                c.prepare_cached(
+                    "INSERT INTO refresh_tokens (token_hash, grant_id, app_id, tenant_key, user_id, \
+                     scopes, expires_at, used, revoked) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 0)",
+                )?
+                .execute(params![
+                    &token_hash(token)[..],
+                    g.id,
+                    g.app_id,
+                    g.tenant_key,
+                    g.user_id,
+                    to_json(&g.scopes),
+                    r.expires_at
+                ])?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn revoke_grant(&self, grant_id: &str) -> StoreResult<()> {
+        let g = grant_id.to_string();
+        self.write(move |c| {
+            c.execute(
+                "UPDATE user_tokens SET revoked = 1 WHERE grant_id = ?1",
+                [&g],
+            )?;
+            c.execute(
+                "UPDATE refresh_tokens SET revoked = 1 WHERE grant_id = ?1",
+                [&g],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_user(&self, tenant_key: &str, user_id: &str) -> StoreResult<bool> {
+        let (t, u) = (tenant_key.to_string(), user_id.to_string());
+        self.write(move |c| {
+            let key = [&t, &u];
+            if c.execute(
+                "DELETE FROM users WHERE tenant_key = ?1 AND user_id = ?2",
+                key,
+            )? == 0
+            {
+                return Ok(false);
+            }
+            c.execute(
+                "UPDATE user_tokens SET revoked = 1 WHERE tenant_key = ?1 AND user_id = ?2",
+                key,
+            )?;
+            c.execute(
+                "UPDATE refresh_tokens SET revoked = 1 WHERE tenant_key = ?1 AND user_id = ?2",
+                key,
+            )?;
+            Ok(true)
         })
         .await
     }
@@ -1100,7 +1303,8 @@ impl Store for SqliteStore {
             c.execute_batch(
                 "DELETE FROM tenants; DELETE FROM users; DELETE FROM exchange_admins; \
                  DELETE FROM exchange_scenarios; DELETE FROM apps; DELETE FROM app_tokens; \
-                 DELETE FROM user_tokens; DELETE FROM bindings; DELETE FROM binding_steps;",
+                 DELETE FROM user_tokens; DELETE FROM bindings; DELETE FROM binding_steps; \
+                 DELETE FROM oauth_codes; DELETE FROM refresh_tokens;",
             )?;
             Ok(())
         })

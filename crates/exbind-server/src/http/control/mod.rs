@@ -19,6 +19,7 @@ use crate::clock::rfc3339;
 use crate::domain::model::*;
 use crate::domain::scopes;
 use crate::error::ApiError;
+use crate::oauth;
 use crate::pipeline::bearer;
 use crate::seed::{self, SeedError};
 use crate::state::{AppState, SharedState};
@@ -41,7 +42,7 @@ pub fn routes(state: SharedState) -> Router<SharedState> {
         .route("/_exbind/v1/tenants/{tenant_key}", get(get_tenant))
         .route(
             "/_exbind/v1/tenants/{tenant_key}/users/{user_id}",
-            get(get_user).patch(patch_user),
+            get(get_user).patch(patch_user).delete(delete_user),
         )
         .route(
             "/_exbind/v1/tenants/{tenant_key}/exchange_admins/{account}",
@@ -58,6 +59,7 @@ pub fn routes(state: SharedState) -> Router<SharedState> {
         .route("/_exbind/v1/apps/{app_id}", get(get_app).patch(patch_app))
         .route("/_exbind/v1/user_access_tokens", post(mint))
         .route("/_exbind/v1/user_access_tokens/revoke", post(revoke))
+        .route("/_exbind/v1/oauth/codes", post(issue_code))
         .merge(sync::routes())
         .merge(ops::routes())
         .route_layer(middleware::from_fn_with_state(state, require_admin))
@@ -199,6 +201,9 @@ fn user_view(state: &AppState, u: &User, app: Option<&App>) -> Value {
         "status": u.status,
         "super_admin": u.super_admin,
     });
+    if let Value::Object(fields) = json!(u.profile) {
+        v.as_object_mut().expect("an object").extend(fields);
+    }
     if let Some(app) = app {
         let key = state.ids.user_key(&u.tenant_key, &u.user_id);
         v["open_id"] = json!(state.ids.open_id(&key, &app.app_id));
@@ -277,7 +282,23 @@ fn app_view(a: &App) -> Value {
         "unit": a.unit,
         "scopes": a.scopes,
         "tenants": a.tenants,
+        // The login settings (oauth.md §1).
+        "name": a.name(),
+        "redirect_uris": a.login.redirect_uris,
+        "refresh_tokens": a.login.refresh_tokens,
+        "available_to": a.login.available_to,
+        "auto_consent": a.login.auto_consent,
+        "enabled": a.login.enabled,
     })
+}
+
+/// A field a PATCH may set to `null`: absent is `None`, `null` is `Some(None)`.
+fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 async fn list_apps(State(state): State<SharedState>) -> Result<Response, ApiError> {
@@ -299,6 +320,15 @@ struct AppPatchBody {
     scopes: Option<Vec<String>>,
     tenants: Option<Vec<String>>,
     unit: Option<String>,
+    // The login settings; `null` resets `name` and `available_to` to their defaults.
+    #[serde(default, deserialize_with = "nullable")]
+    name: Option<Option<String>>,
+    redirect_uris: Option<Vec<String>>,
+    refresh_tokens: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    available_to: Option<Option<Vec<String>>>,
+    auto_consent: Option<bool>,
+    enabled: Option<bool>,
 }
 
 async fn patch_app(
@@ -337,6 +367,34 @@ async fn patch_app(
     if p.unit.as_deref() == Some("") {
         err = err.field("unit", Some(String::new()), "must not be empty");
     }
+    let login_patched = p.name.is_some()
+        || p.redirect_uris.is_some()
+        || p.refresh_tokens.is_some()
+        || p.available_to.is_some()
+        || p.auto_consent.is_some()
+        || p.enabled.is_some();
+    let mut login = app.login.clone();
+    if let Some(n) = p.name {
+        login.name = n;
+    }
+    if let Some(r) = p.redirect_uris {
+        login.redirect_uris = r;
+    }
+    if let Some(r) = p.refresh_tokens {
+        login.refresh_tokens = r;
+    }
+    if let Some(a) = p.available_to {
+        login.available_to = a;
+    }
+    if let Some(a) = p.auto_consent {
+        login.auto_consent = a;
+    }
+    if let Some(e) = p.enabled {
+        login.enabled = e;
+    }
+    for (field, reason) in seed::login_problems(&login) {
+        err = err.field(&field, None, reason);
+    }
     if !err.detail.field_violations.is_empty() {
         return Err(err);
     }
@@ -352,6 +410,7 @@ async fn patch_app(
         scopes: dedup(p.scopes),
         tenants: dedup(p.tenants),
         unit: p.unit,
+        login: login_patched.then_some(login),
     };
     let app = state
         .store
@@ -469,18 +528,103 @@ async fn mint(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RevokeBody {
-    access_token: String,
+    access_token: Option<String>,
+    refresh_token: Option<String>,
 }
 
+/// Revokes an access or refresh token, and with it the whole grant it came from.
 async fn revoke(
     State(state): State<SharedState>,
     Payload(body): Payload,
 ) -> Result<Response, ApiError> {
     let r: RevokeBody = parse_body(&body)?;
-    if !state.store.revoke_user_token(&r.access_token).await? {
-        return Err(ApiError::not_found("user access token not found"));
+    let grant = match (r.access_token, r.refresh_token) {
+        (Some(t), None) => {
+            let grant = state
+                .store
+                .user_token(&t)
+                .await?
+                .and_then(|u| u.grant_id.clone());
+            if !state.store.revoke_user_token(&t).await? {
+                return Err(ApiError::not_found("user access token not found"));
+            }
+            grant
+        }
+        (None, Some(t)) => Some(
+            state
+                .store
+                .refresh_token(&t)
+                .await?
+                .ok_or_else(|| ApiError::not_found("refresh token not found"))?
+                .grant
+                .id,
+        ),
+        _ => {
+            return Err(ApiError::invalid(
+                "body",
+                None,
+                "give exactly one of access_token and refresh_token",
+            ))
+        }
+    };
+    if let Some(g) = grant {
+        state.store.revoke_grant(&g).await?;
     }
     Ok(success(json!({"revoked": true})))
+}
+
+/// Removes a user: its tokens stop working, codes issued for it fail at the exchange,
+/// bindings made for it stay.
+async fn delete_user(
+    State(state): State<SharedState>,
+    Path((tenant_key, user_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let user = user_or_404(&state, &tenant_key, &user_id).await?;
+    if !state.store.delete_user(&tenant_key, &user_id).await? {
+        return Err(ApiError::not_found(format!("user {user_id:?} not found")));
+    }
+    Ok(success(user_view(&state, &user, None)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeBody {
+    app_id: String,
+    tenant_key: String,
+    user_id: String,
+    redirect_uri: String,
+    scope: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+}
+
+/// An authorization code exactly like one from the authorize page, for CI without a browser.
+async fn issue_code(
+    State(state): State<SharedState>,
+    Payload(body): Payload,
+) -> Result<Response, ApiError> {
+    let b: CodeBody = parse_body(&body)?;
+    let app = app_or_404(&state, &b.app_id).await?;
+    let user = user_or_404(&state, &b.tenant_key, &b.user_id).await?;
+    if !app.installed_in(&b.tenant_key) {
+        return Err(ApiError::invalid(
+            "app_id",
+            Some(b.app_id.clone()),
+            format!(
+                "app {:?} is not installed in tenant {:?}",
+                b.app_id, b.tenant_key
+            ),
+        ));
+    }
+    oauth::redirect::allowed(&app.login.redirect_uris, &b.redirect_uri)
+        .map_err(|why| ApiError::invalid("redirect_uri", Some(b.redirect_uri.clone()), why))?;
+    let scopes = oauth::grant_scopes(&app, b.scope.as_deref())
+        .map_err(|why| ApiError::invalid("scope", b.scope.clone(), why))?;
+    let challenge = oauth::challenge(b.code_challenge, b.code_challenge_method)
+        .map_err(|(field, why)| ApiError::invalid(field, None, why))?;
+    let grant = oauth::new_grant(&app, &user.tenant_key, &user.user_id, scopes);
+    let (code, expires_in) = oauth::issue_code(&state, grant, b.redirect_uri, challenge).await?;
+    Ok(success(json!({"code": code, "expires_in": expires_in})))
 }
 
 /// A list's `page_size`: 20 unless given, at most `MAX_PAGE_SIZE`.

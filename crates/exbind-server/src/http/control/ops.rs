@@ -13,16 +13,24 @@ use crate::clock::rfc3339;
 use crate::domain::scopes::{COLLECTION_ROUTE, ITEM_ROUTE};
 use crate::error::ApiError;
 use crate::faults::FaultRule;
+use crate::http::oauth;
 use crate::http::{success, ApiPath as Path, ApiQuery as Query, Payload};
 use crate::journal::Filter;
 use crate::state::SharedState;
 
 /// Routes a fault rule can name.
-const FAULT_ROUTES: [&str; 4] = [
+const FAULT_ROUTES: [&str; 10] = [
     COLLECTION_ROUTE,
     ITEM_ROUTE,
     "/open-apis/auth/v3/tenant_access_token/internal",
     "/open-apis/auth/v3/app_access_token/internal",
+    // The login flows (oauth.md §3–4).
+    oauth::V2_TOKEN_ROUTE,
+    oauth::OIDC_ACCESS_ROUTE,
+    oauth::OIDC_REFRESH_ROUTE,
+    oauth::ACCESS_ROUTE,
+    oauth::REFRESH_ROUTE,
+    oauth::USER_INFO_ROUTE,
 ];
 
 pub fn routes() -> Router<SharedState> {
