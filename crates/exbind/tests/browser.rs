@@ -16,3 +16,55 @@ async fn the_browser_harness_drives_chromium_against_the_server() {
         assert!(bytes.starts_with(b"\x89PNG"), "{} is a PNG", png.display());
     }
 }
+
+/// An app for the login flow: no registered redirect URIs, so the test server's own
+/// loopback address catches the redirect.
+const LOGIN_SEED: &str = r#"
+[[tenants]]
+tenant_key = "acme"
+
+[[tenants.users]]
+user_id = "boss"
+name = "Boss"
+email = "boss@acme.example"
+super_admin = true
+
+[[tenants.users]]
+user_id = "alice"
+name = "Alice Liddell"
+email = "alice@acme.example"
+
+[[tenants.users]]
+user_id = "gone"
+name = "Gone"
+status = "dismissed"
+
+[[apps]]
+app_id = "cli_login"
+app_secret = "login-secret"
+name = "Acme Calendar Sync"
+tenants = ["acme"]
+scopes = ["calendar:exchange.bindings:read", "calendar:exchange.bindings:create",
+          "contact:user.email:readonly", "offline_access"]
+"#;
+
+#[tokio::test]
+async fn the_authorize_flow_in_a_browser_from_the_link_to_the_redirect() {
+    let s = Server::builder().seed(LOGIN_SEED).start();
+    let out = browser_test(
+        "authorize_flow",
+        &s,
+        &[
+            ("EXBIND_APP_ID", "cli_login"),
+            ("EXBIND_APP_SECRET", "login-secret"),
+        ],
+    )
+    .await;
+    assert!(out.contains("authorize_flow: ok"), "{out}");
+    for page in ["choose-account", "consent"] {
+        for width in ["desktop", "phone"] {
+            let png = screenshot_dir("authorize_flow").join(format!("{page}-{width}.png"));
+            assert!(png.exists(), "{}", png.display());
+        }
+    }
+}

@@ -24,6 +24,22 @@ pub const KNOWN: [&str; 9] = [
     OFFLINE_ACCESS,
 ];
 
+/// What the consent page says a scope lets the app do.
+pub fn describe(scope: &str) -> &'static str {
+    match scope {
+        CALENDAR => "Read and change your calendars",
+        CALENDAR_READONLY => "Read your calendars",
+        BINDINGS_CREATE => "Bind Exchange accounts to calendars",
+        BINDINGS_READ => "See Exchange account bindings",
+        BINDINGS_DELETE => "Remove Exchange account bindings",
+        EMAIL => "See your email address",
+        EMPLOYEE_ID => "See your user ID and employee number",
+        PHONE => "See your mobile number",
+        OFFLINE_ACCESS => "Stay signed in: keep access when you are not using the app",
+        _ => "Use this permission",
+    }
+}
+
 /// Field scopes, which only custom apps can hold.
 pub const FIELD_SCOPES: [&str; 2] = [EMAIL, EMPLOYEE_ID];
 

@@ -6,9 +6,6 @@
 //! embedded assets too, so the Content-Security-Policy can forbid everything not from the
 //! server itself.
 
-// The authorize pages and the console build on this; until both have landed, parts are unused.
-#![allow(dead_code)]
-
 use std::sync::LazyLock;
 
 use axum::body::Body;

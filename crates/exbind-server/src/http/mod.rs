@@ -2,6 +2,7 @@
 //! rendering, JSON on every path, the request's log line), and the body size caps.
 
 mod auth;
+mod authorize;
 pub(crate) mod bindings;
 pub(crate) mod console;
 mod control;
@@ -55,6 +56,7 @@ pub fn service(state: SharedState) -> Frame {
         .merge(bindings::routes())
         .merge(auth::routes())
         .merge(oauth::routes())
+        .merge(authorize::routes())
         .merge(control::routes(state.clone()))
         .merge(health::routes())
         .merge(html::routes())

@@ -53,6 +53,20 @@ pub fn allowed(registered: &[String], requested: &str) -> Result<Url, String> {
     }
 }
 
+/// `base` (a redirect URI as the app gave it, checked by `allowed`) with `params` added to
+/// its query, its own query kept and nothing else of it changed.
+pub fn with_params(base: &str, params: &[(&str, &str)]) -> String {
+    let mut out = base.to_string();
+    let added = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    if !added.is_empty() {
+        out.push(if base.contains('?') { '&' } else { '?' });
+        out.push_str(&added);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +94,20 @@ mod tests {
         assert!(!ok(&[], "https://127.0.0.1:9/x"));
         assert!(!ok(&[], "https://app.example/cb"));
         assert!(!ok(&[], "not a uri"));
+    }
+
+    #[test]
+    fn params_keep_the_query() {
+        assert_eq!(
+            with_params(
+                "http://127.0.0.1:80/cb?a=1",
+                &[("code", "c d"), ("state", "s&t")]
+            ),
+            "http://127.0.0.1:80/cb?a=1&code=c+d&state=s%26t"
+        );
+        assert_eq!(
+            with_params("myapp://cb", &[("code", "c")]),
+            "myapp://cb?code=c"
+        );
     }
 }
