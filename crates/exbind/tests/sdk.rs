@@ -49,7 +49,15 @@ tenants = ["sdkco"]
 scopes = ["calendar:calendar", "calendar:calendar:readonly", "calendar:exchange.bindings:create",
           "calendar:exchange.bindings:read", "calendar:exchange.bindings:delete",
           "contact:user.email:readonly", "contact:user.employee_id:readonly"]
+
+[[apps]]
+app_id = "cli_sdk_login"
+app_secret = "sdk-login-secret"
+tenants = ["sdkco"]
+scopes = ["calendar:exchange.bindings:read", "contact:user.email:readonly", "offline_access"]
 "#;
+
+const LOGIN_APP: &str = "cli_sdk_login";
 
 /// `None` when `EXBIND_SKIP_SDK=1` (the caller skips); panics when the SDK is not installed.
 fn prerequisite(sdk: &str, installed: &Path) -> Option<()> {
@@ -118,6 +126,71 @@ async fn run_flow(sdk: &str, program: &Path, args: &[PathBuf], user: &str, prefi
         left.is_empty(),
         "bindings left after the {sdk} flow: {left:?}"
     );
+}
+
+/// Runs an SDK's authen flow (`tests/sdk/*/authen_flow.*`) with two codes for `user`, as an
+/// app's login would get them from the authorize page.
+async fn run_authen_flow(sdk: &str, program: &Path, args: &[PathBuf], user: &str) {
+    let s = Server::builder().seed(SDK_SEED).start();
+    let mut codes = Vec::new();
+    for _ in 0..2 {
+        let r = s
+            .admin(
+                reqwest::Method::POST,
+                "/_exbind/v1/oauth/codes",
+                Some(
+                    &serde_json::json!({"app_id": LOGIN_APP, "tenant_key": TENANT,
+                                         "user_id": user, "redirect_uri": "http://127.0.0.1:9/cb"}),
+                ),
+            )
+            .await;
+        codes.push(r.ok()["code"].as_str().unwrap().to_string());
+    }
+    let ids = s.user_ids(TENANT, user, LOGIN_APP).await;
+    let mut cmd = script_command(program);
+    cmd.args(args)
+        .env("EXBIND_BASE_URL", &s.base)
+        .env("APP_ID", LOGIN_APP)
+        .env("APP_SECRET", "sdk-login-secret")
+        .env("CODE_OIDC", &codes[0])
+        .env("CODE_OLD", &codes[1])
+        .env("USER_OPEN_ID", ids["open_id"].as_str().unwrap())
+        .env("USER_EMAIL", ids["email"].as_str().unwrap())
+        .env("USER_NAME", ids["name"].as_str().unwrap());
+    let (status, out, err) =
+        tokio::task::spawn_blocking(move || run_to_exit(cmd, Duration::from_secs(600)))
+            .await
+            .unwrap();
+    assert!(
+        status.success(),
+        "the {sdk} SDK authen flow failed ({status}) against {}.\n\
+         --- stdout ---\n{out}\n--- stderr ---\n{err}\n--- exbind log ---\n{}",
+        s.base,
+        s.stderr_text()
+    );
+    print!("{out}");
+}
+
+#[tokio::test]
+async fn python_sdk_lark_oapi_authen_flow() {
+    let root = repo_root();
+    let python = root.join("tests/sdk/python/.venv/bin/python");
+    if prerequisite("Python", &python).is_none() {
+        return;
+    }
+    let script = root.join("tests/sdk/python/authen_flow.py");
+    run_authen_flow("Python", &python, &[script], "py-user").await;
+}
+
+#[tokio::test]
+async fn node_sdk_larksuiteoapi_authen_flow() {
+    let root = repo_root();
+    let sdk = root.join("tests/sdk/node/node_modules/@larksuiteoapi/node-sdk");
+    if prerequisite("Node", &sdk).is_none() {
+        return;
+    }
+    let script = root.join("tests/sdk/node/authen_flow.mjs");
+    run_authen_flow("Node", Path::new("node"), &[script], "node-user").await;
 }
 
 #[tokio::test]
