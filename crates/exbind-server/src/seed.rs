@@ -47,7 +47,7 @@ app_secret = "demo-secret"
 tenants = ["demo"]
 scopes = ["calendar:calendar", "calendar:calendar:readonly", "calendar:exchange.bindings:create",
           "calendar:exchange.bindings:read", "calendar:exchange.bindings:delete",
-          "contact:user.email:readonly", "contact:user.employee_id:readonly"]
+          "contact:user.email:readonly", "contact:user.employee_id:readonly", "offline_access"]
 "#;
 
 pub const DEMO_TENANT: &str = "demo";

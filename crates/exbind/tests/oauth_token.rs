@@ -233,6 +233,17 @@ async fn a_form_body_with_basic_client_auth_works_and_the_query_of_the_redirect_
         .as_str()
         .unwrap()
         .starts_with("eyJ"));
+    // A JSON body labelled a form (what `curl -d` sends) is read as JSON.
+    let labelled = code(&s).await;
+    let r = s
+        .request(
+            Method::POST,
+            TOKEN,
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            Some(exchange_body(&labelled).to_string().into_bytes()),
+        )
+        .await;
+    granted(&r);
     // A client_id in the body beside Basic is fine when it is the same.
     let plain = code(&s).await;
     let r = s

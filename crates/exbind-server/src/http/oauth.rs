@@ -113,17 +113,20 @@ fn err(code: i64, description: impl Into<String>) -> Stop {
 }
 
 /// The parameters of a token request: a JSON object of strings, or a form
-/// (`application/x-www-form-urlencoded`), each parameter at most once.
+/// (`application/x-www-form-urlencoded`), each parameter at most once. A body that opens
+/// with `{` is JSON whatever its label (`curl -d` labels everything a form).
 fn params(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
     let malformed = |d: String| OAuthError::new(20063).describe(d);
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
+    let looks_json = body.trim_ascii_start().starts_with(b"{");
+    let is_form = !looks_json
+        && headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+            });
     let mut out = HashMap::new();
     if is_form {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
