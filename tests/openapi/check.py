@@ -59,6 +59,22 @@ FEISHU_TOKENS = {
     ("post", "/open-apis/auth/v3/tenant_access_token/internal"),
     ("post", "/open-apis/auth/v3/app_access_token/internal"),
 }
+# The login flows (oauth.md). Their errors are HTML pages (authorize) or flat (the v2 token
+# endpoint), not the envelope; they are linted, not fuzzed (tests/authorize.rs,
+# tests/oauth_token.rs and tests/oauth_v1.rs drive them).
+FEISHU_LOGIN_PLAIN = {
+    ("get", "/open-apis/authen/v1/authorize"),
+    ("post", "/open-apis/authen/v1/authorize"),
+    ("get", "/open-apis/authen/v1/index"),
+    ("post", "/open-apis/authen/v2/oauth/token"),
+}
+FEISHU_LOGIN_APP = {
+    ("post", "/open-apis/authen/v1/oidc/access_token"),
+    ("post", "/open-apis/authen/v1/oidc/refresh_access_token"),
+    ("post", "/open-apis/authen/v1/access_token"),
+    ("post", "/open-apis/authen/v1/refresh_access_token"),
+}
+FEISHU_LOGIN_USER = {("get", "/open-apis/authen/v1/user_info")}
 V1 = "/_exbind/v1"
 CONTROL = {
     ("post", f"{V1}/seed"),
@@ -101,7 +117,9 @@ OPEN = {
     ("get", "/_exbind/openapi.json"),
     ("get", "/_exbind/assets/{name}"),
 }
-EXPECTED = FEISHU_BINDINGS | FEISHU_TOKENS | CONTROL | OPEN
+EXPECTED = (
+    FEISHU_BINDINGS | FEISHU_TOKENS | FEISHU_LOGIN_PLAIN | FEISHU_LOGIN_APP | FEISHU_LOGIN_USER | CONTROL | OPEN
+)
 
 # (stage, phases, operationIds). Stateful testing follows the document's links, so it runs
 # only where a stage holds both ends of one.
@@ -206,8 +224,10 @@ def lint(doc: dict) -> list[str]:
         for key in ("operationId", "summary", "description"):
             if not op.get(key):
                 problems.append(f"{where}: no {key}")
-        if (method, path) in FEISHU_BINDINGS:
+        if (method, path) in FEISHU_BINDINGS | FEISHU_LOGIN_USER:
             want_sec = [{"UserAccessToken": []}]
+        elif (method, path) in FEISHU_LOGIN_APP:
+            want_sec = [{"AppAccessToken": []}]
         elif (method, path) in CONTROL:
             want_sec = [{"AdminToken": []}]
         else:
@@ -231,7 +251,8 @@ def lint(doc: dict) -> list[str]:
             resp = resolve(doc, resp)
             if "X-Tt-Logid" not in resp.get("headers", {}):
                 problems.append(f"{where} {status}: no X-Tt-Logid header")
-            if status == "default" or int(status) >= 400:
+            plain = (method, path) in FEISHU_LOGIN_PLAIN and status != "default"
+            if not plain and (status == "default" or int(status) >= 400):
                 schema = resp.get("content", {}).get("application/json", {}).get("schema")
                 if not refers_to(doc, schema, "ErrorEnvelope"):
                     problems.append(f"{where} {status}: not the error envelope")
