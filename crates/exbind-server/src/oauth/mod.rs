@@ -292,6 +292,7 @@ pub async fn issue_code(
 ) -> StoreResult<(String, i64)> {
     let code = new_secret(24);
     let ttl = state.oauth.code_ttl;
+    let now = state.now();
     state
         .store
         .insert_oauth_code(
@@ -300,9 +301,10 @@ pub async fn issue_code(
                 grant,
                 redirect_uri,
                 challenge,
-                expires_at: state.now() + ttl * 1000,
+                expires_at: now + ttl * 1000,
                 used: false,
             },
+            now,
         )
         .await?;
     Ok((code, ttl))

@@ -361,8 +361,8 @@ impl Store for CachedStore {
         .await
     }
 
-    async fn insert_oauth_code(&self, code: &str, record: OAuthCode) -> StoreResult<()> {
-        self.inner.insert_oauth_code(code, record).await
+    async fn insert_oauth_code(&self, code: &str, record: OAuthCode, now: i64) -> StoreResult<()> {
+        self.inner.insert_oauth_code(code, record, now).await
     }
     async fn oauth_code(&self, code: &str) -> StoreResult<Option<OAuthCode>> {
         self.inner.oauth_code(code).await

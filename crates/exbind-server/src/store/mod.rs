@@ -141,8 +141,9 @@ pub trait Store: Send + Sync + 'static {
     /// Returns whether such a token existed.
     async fn revoke_user_token(&self, token: &str) -> StoreResult<bool>;
 
-    /// Keeps an authorization code; stores keep only its hash.
-    async fn insert_oauth_code(&self, code: &str, record: OAuthCode) -> StoreResult<()>;
+    /// Keeps an authorization code (stores keep only its hash), and forgets the codes and
+    /// refresh tokens that expired a day before `now`.
+    async fn insert_oauth_code(&self, code: &str, record: OAuthCode, now: i64) -> StoreResult<()>;
     async fn oauth_code(&self, code: &str) -> StoreResult<Option<OAuthCode>>;
     async fn refresh_token(&self, token: &str) -> StoreResult<Option<RefreshToken>>;
     /// In one transaction: marks `spent` used and keeps `issued` — unless `spent` was used

@@ -894,9 +894,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_oauth_code(&self, code: &str, rec: OAuthCode) -> StoreResult<()> {
+    async fn insert_oauth_code(&self, code: &str, rec: OAuthCode, now: i64) -> StoreResult<()> {
         let hash = token_hash(code);
+        // A day's grace: until then an expired one still answers as expired, not unknown.
+        let before = now - 24 * 3600 * 1000;
         self.write(move |c| {
+            c.prepare_cached("DELETE FROM oauth_codes WHERE expires_at <= ?1")?
+                .execute([before])?;
+            c.prepare_cached("DELETE FROM refresh_tokens WHERE expires_at <= ?1")?
+                .execute([before])?;
             let g = &rec.grant;
             c.execute(
                 "INSERT INTO oauth_codes (code_hash, grant_id, app_id, tenant_key, user_id, scopes, \
@@ -1309,5 +1315,69 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(expires_at: i64) -> OAuthCode {
+        OAuthCode {
+            grant: Grant {
+                id: "g".into(),
+                app_id: "a".into(),
+                tenant_key: "t".into(),
+                user_id: "u".into(),
+                scopes: vec!["offline_access".into()],
+            },
+            redirect_uri: "http://127.0.0.1/cb".into(),
+            challenge: None,
+            expires_at,
+            used: false,
+        }
+    }
+
+    fn issued(token: &str) -> Issued {
+        Issued {
+            access_token: token.into(),
+            access: UserToken {
+                app_id: "a".into(),
+                tenant_key: "t".into(),
+                user_id: "u".into(),
+                scopes: vec![],
+                expires_at: 1,
+                revoked: false,
+                grant_id: Some("g".into()),
+            },
+            refresh: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_code_is_spent_once_and_long_expired_ones_are_forgotten() {
+        let s = SqliteStore::open(Path::new(MEMORY)).unwrap();
+        let day = 24 * 3600 * 1000;
+        s.insert_oauth_code("old", code(1), 1).await.unwrap();
+        s.insert_oauth_code("new", code(10 * day), 2 * day)
+            .await
+            .unwrap();
+        assert!(s.oauth_code("old").await.unwrap().is_none());
+        assert!(s
+            .redeem(Spent::Code("new".into()), issued("t1"))
+            .await
+            .unwrap());
+        assert!(!s
+            .redeem(Spent::Code("new".into()), issued("t2"))
+            .await
+            .unwrap());
+        assert!(s.oauth_code("new").await.unwrap().unwrap().used);
+        assert!(s.user_token("t1").await.unwrap().is_some());
+        assert!(
+            s.user_token("t2").await.unwrap().is_none(),
+            "a losing redeem keeps nothing"
+        );
+        s.revoke_grant("g").await.unwrap();
+        assert!(s.user_token("t1").await.unwrap().unwrap().revoked);
     }
 }
