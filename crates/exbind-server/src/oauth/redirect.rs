@@ -23,11 +23,11 @@ pub fn parse_registered(uri: &str) -> Result<Url, String> {
 /// Whether `requested` may be redirected to by an app that registered `registered`:
 /// scheme, host, port and path equal, the query free; a loopback URI on any port; with
 /// nothing registered, loopback URIs only (any path).
-pub fn allowed(registered: &[String], requested: &str) -> Result<Url, String> {
+pub fn allowed(registered: &[String], requested: &str) -> Result<(), String> {
     let q = parse_registered(requested)?;
     if registered.is_empty() {
         return if is_loopback(&q) {
-            Ok(q)
+            Ok(())
         } else {
             Err(format!(
                 "{requested:?} is not a registered redirect URI (the app registers none, so only loopback URIs such as http://127.0.0.1:PORT/ are allowed)"
@@ -45,7 +45,7 @@ pub fn allowed(registered: &[String], requested: &str) -> Result<Url, String> {
         .filter_map(|r| Url::parse(r).ok())
         .any(|r| matches(&r))
     {
-        Ok(q)
+        Ok(())
     } else {
         Err(format!(
             "{requested:?} is not one of the app's redirect URIs"
