@@ -226,12 +226,106 @@ impl Drop for Deregister {
 
 pin_project_lite::pin_project! {
     /// The socket, noting when a head starts to arrive and whether hyper left bytes
-    /// unflushed.
+    /// unflushed; hyper's own answer to a request it cannot parse goes out as the documented
+    /// JSON.
     struct Watched {
         #[pin]
         io: TcpStream,
         conn: Arc<Conn>,
         registry: Arc<Registry>,
+        // What replaced hyper's last write, and how much of it is written.
+        rewritten: Option<(Vec<u8>, usize)>,
+    }
+}
+
+/// Where in `buf` hyper's automatic answer to an unparsable request starts, and its status:
+/// a status line of 400, 414 or 431 and no header but `Connection: close`, `Content-Length:
+/// 0` and `Date`, at the end of the write (hyper closes the connection after it). The framing's answers always
+/// carry a log id, so none of them looks like this.
+fn automatic_answer(buf: &[u8]) -> Option<(usize, http::StatusCode)> {
+    const LINE: &[u8] = b"HTTP/1.1 ";
+    // It is under 100 bytes: only the end of a write is looked at, and only one that ends
+    // a head (an answer's body, the common case, is passed over at once).
+    if !buf.ends_with(b"\r\n\r\n") {
+        return None;
+    }
+    let from = buf.len().saturating_sub(128);
+    let at = from + buf[from..].windows(LINE.len()).rposition(|w| w == LINE)?;
+    let head = std::str::from_utf8(&buf[at..])
+        .ok()?
+        .strip_suffix("\r\n\r\n")?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()?
+        .get(LINE.len()..LINE.len() + 3)?
+        .parse()
+        .ok()?;
+    let only_framing_headers = lines
+        .all(|l| l == "Connection: close" || l == "Content-Length: 0" || l.starts_with("Date: "));
+    let status = http::StatusCode::from_u16(status).ok()?;
+    (only_framing_headers && [400, 414, 431].contains(&status.as_u16())).then_some((at, status))
+}
+
+/// The documented JSON answer in place of hyper's empty one.
+fn json_answer(status: http::StatusCode) -> Vec<u8> {
+    let message = match status.as_u16() {
+        431 => format!("the request head exceeds {MAX_HEAD} bytes"),
+        414 => "the request target is too long".to_string(),
+        _ => "the request is not HTTP/1.1 that can be read".to_string(),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let log_id = crate::logid::new_log_id(now);
+    let err = crate::error::ApiError::new(exbind_api::ErrorCode::InvalidParameters)
+        .status(status)
+        .message(message)
+        .into_body();
+    let body = crate::http::error_json(err, &log_id);
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nX-Tt-Logid: {log_id}\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or_default(),
+        crate::http::JSON_UTF8,
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
+impl Watched {
+    /// Writes what is left of a rewritten answer.
+    fn poll_rewritten(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut this = self.project();
+        while let Some((bytes, done)) = this.rewritten.as_mut() {
+            match std::task::ready!(this.io.as_mut().poll_write(cx, &bytes[*done..])) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => *done += n,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            if *done == bytes.len() {
+                *this.rewritten = None;
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Takes a write that ends with hyper's automatic answer, in its JSON form.
+    fn rewrite(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Option<Poll<io::Result<usize>>> {
+        let (at, status) = automatic_answer(buf)?;
+        let mut bytes = buf[..at].to_vec();
+        bytes.extend_from_slice(&json_answer(status));
+        *self.as_mut().project().rewritten = Some((bytes, 0));
+        Some(match self.poll_rewritten(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            // Taken whole; the rest goes out before anything else (flush, shutdown).
+            _ => Poll::Ready(Ok(buf.len())),
+        })
     }
 }
 
@@ -253,30 +347,46 @@ impl AsyncRead for Watched {
 
 impl AsyncWrite for Watched {
     fn poll_write(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.project();
-        this.conn.unflushed.store(true, Ordering::Relaxed);
-        this.io.poll_write(cx, buf)
+        std::task::ready!(self.as_mut().poll_rewritten(cx))?;
+        self.conn.unflushed.store(true, Ordering::Relaxed);
+        if let Some(taken) = self.as_mut().rewrite(cx, buf) {
+            return taken;
+        }
+        self.project().io.poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.project();
-        this.conn.unflushed.store(true, Ordering::Relaxed);
-        this.io.poll_write_vectored(cx, bufs)
+        std::task::ready!(self.as_mut().poll_rewritten(cx))?;
+        self.conn.unflushed.store(true, Ordering::Relaxed);
+        // The automatic answer is hyper's last slice.
+        if bufs
+            .iter()
+            .rev()
+            .find(|b| !b.is_empty())
+            .is_some_and(|b| automatic_answer(b).is_some())
+        {
+            let whole: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            if let Some(taken) = self.as_mut().rewrite(cx, &whole) {
+                return taken;
+            }
+        }
+        self.project().io.poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.as_mut().poll_rewritten(cx))?;
         let this = self.project();
         let polled = this.io.poll_flush(cx);
         if polled.is_ready() {
@@ -285,7 +395,8 @@ impl AsyncWrite for Watched {
         polled
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.as_mut().poll_rewritten(cx))?;
         self.project().io.poll_shutdown(cx)
     }
 }
@@ -436,9 +547,12 @@ pub async fn serve(
     });
     let mut builder = http1::Builder::new();
     // A little more than the cap, so that a head just over it is read whole and gets the
-    // framing's JSON answer; hyper answers a longer one itself (431, empty body).
+    // framing's JSON answer; hyper answers a longer one itself (431, rewritten as JSON).
+    // A client that shuts its sending side after the request (`nc -N`, say) still gets
+    // its answer.
     builder
         .title_case_headers(true)
+        .half_close(true)
         .max_buf_size(MAX_HEAD + 8 * 1024);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut shutdown = pin!(shutdown);
@@ -466,6 +580,7 @@ pub async fn serve(
             io: stream,
             conn: conn.clone(),
             registry: registry.clone(),
+            rewritten: None,
         });
         let service = Service {
             frame: frame.clone(),

@@ -40,10 +40,25 @@ pub struct StartError {
     pub message: String,
 }
 
+/// The message on one line whatever it quotes: control characters (a newline in a seed's
+/// value, say) are written as escapes.
+fn one_line(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn config_error(message: impl Into<String>) -> StartError {
     StartError {
         exit_code: 2,
-        message: message.into(),
+        message: one_line(&message.into()),
     }
 }
 
@@ -55,7 +70,7 @@ impl From<OpenError> for StartError {
         };
         StartError {
             exit_code,
-            message: e.to_string(),
+            message: one_line(&e.to_string()),
         }
     }
 }
@@ -63,7 +78,7 @@ impl From<OpenError> for StartError {
 fn runtime_error(e: impl std::fmt::Display) -> StartError {
     StartError {
         exit_code: 1,
-        message: e.to_string(),
+        message: one_line(&e.to_string()),
     }
 }
 

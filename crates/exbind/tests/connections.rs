@@ -20,22 +20,6 @@ async fn connect(s: &Server) -> TcpStream {
     TcpStream::connect(s.addr()).await.expect("connect")
 }
 
-/// Reads until the server closes the connection (EOF or reset); returns what came.
-async fn read_to_close(c: &mut TcpStream) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match tokio::time::timeout(PATIENCE, c.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return got,
-            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-            Err(_) => panic!(
-                "the server kept the connection open for {PATIENCE:?}; got {:?}",
-                String::from_utf8_lossy(&got)
-            ),
-        }
-    }
-}
-
 /// Reads one answer (head and a `Content-Length` body) from a kept-alive connection.
 async fn read_answer(c: &mut TcpStream) -> (String, Value) {
     let mut got = Vec::new();

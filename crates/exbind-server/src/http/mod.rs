@@ -338,12 +338,7 @@ async fn frame(
                 .headers
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
             parts.headers.remove(header::CONTENT_LENGTH);
-            let mut detail = err.detail;
-            detail.log_id = log_id.clone();
-            Body::from(
-                serde_json::to_vec(&json!({"code": err.code, "msg": err.msg, "error": detail}))
-                    .expect("serializable"),
-            )
+            Body::from(error_json(err, &log_id))
         }
         None => body,
     };
@@ -378,6 +373,14 @@ async fn frame(
         latency.as_micros()
     );
     Ok(Response::from_parts(parts, body))
+}
+
+/// The documented error body: `{"code","msg","error":{"log_id",...}}`.
+pub(crate) fn error_json(err: crate::error::ErrorBody, log_id: &str) -> Vec<u8> {
+    let mut detail = err.detail;
+    detail.log_id = log_id.to_string();
+    serde_json::to_vec(&json!({"code": err.code, "msg": err.msg, "error": detail}))
+        .expect("serializable")
 }
 
 impl IntoResponse for ApiError {

@@ -196,7 +196,7 @@ struct RequestQuery {
 }
 
 fn num<T: std::str::FromStr>(field: &str, v: Option<String>) -> Result<Option<T>, ApiError> {
-    v.filter(|s| !s.is_empty())
+    text(field, v)?
         .map(|s| {
             s.parse::<T>().map_err(|_| {
                 ApiError::invalid(field, Some(s.clone()), format!("{field} must be a number"))
@@ -205,11 +205,34 @@ fn num<T: std::str::FromStr>(field: &str, v: Option<String>) -> Result<Option<T>
         .transpose()
 }
 
+/// The longest filter value or log id the journal is searched for: nothing it holds is
+/// longer (a route template, an id), and an answer does not echo 60 KiB back.
+const MAX_FILTER: usize = 4096;
+
+fn capped(field: &str, v: &str) -> Result<(), ApiError> {
+    if v.len() > MAX_FILTER {
+        return Err(ApiError::invalid(
+            field,
+            None,
+            format!("{field} is {} bytes, more than {MAX_FILTER}", v.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// A text filter: empty is none; at most `MAX_FILTER` bytes.
+fn text(field: &str, v: Option<String>) -> Result<Option<String>, ApiError> {
+    match v.filter(|s| !s.is_empty()) {
+        Some(s) => capped(field, &s).map(|()| Some(s)),
+        None => Ok(None),
+    }
+}
+
 async fn list_requests(
     State(state): State<SharedState>,
     Query(q): Query<RequestQuery>,
 ) -> Result<Response, ApiError> {
-    let since_ms = match q.since.filter(|s| !s.is_empty()) {
+    let since_ms = match text("since", q.since)? {
         None => None,
         Some(s) => Some(match s.parse::<i64>() {
             Ok(ms) => ms,
@@ -235,11 +258,11 @@ async fn list_requests(
         ));
     }
     let filter = Filter {
-        method: q.method.filter(|s| !s.is_empty()),
-        route: q.route.filter(|s| !s.is_empty()),
-        app_id: q.app_id.filter(|s| !s.is_empty()),
-        tenant_key: q.tenant_key.filter(|s| !s.is_empty()),
-        user_id: q.user_id.filter(|s| !s.is_empty()),
+        method: text("method", q.method)?,
+        route: text("route", q.route)?,
+        app_id: text("app_id", q.app_id)?,
+        tenant_key: text("tenant_key", q.tenant_key)?,
+        user_id: text("user_id", q.user_id)?,
         status: num("status", q.status)?,
         code: num("code", q.code)?,
         since_ms,
@@ -258,6 +281,7 @@ async fn get_request(
     State(state): State<SharedState>,
     Path(log_id): Path<String>,
 ) -> Result<Response, ApiError> {
+    capped("log_id", &log_id)?;
     state
         .journal
         .by_log_id(&log_id)
