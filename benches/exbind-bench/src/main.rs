@@ -9,6 +9,7 @@
 //! of N bindings: time to ready, GET throughput against the small fixture, and memory.
 
 mod load;
+mod soak;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -35,6 +36,9 @@ enum Cmd {
     Run(RunArgs),
     /// The sync engine under load: many bindings in flight at once, all due together.
     Sync(SyncArgs),
+    /// Mixed load at a steady rate with faults armed, for minutes: memory, open fds, p99 and
+    /// errors per interval, as CSV and a PNG plot.
+    Soak(soak::SoakArgs),
     /// The ceiling: a minimal axum server answering a fixed JSON body.
     Ceiling {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -106,6 +110,12 @@ fn main() {
         Cmd::Ceiling { listen } => rt.block_on(ceiling(listen)),
         Cmd::Sync(args) => {
             if let Err(e) = rt.block_on(sync_load(args)) {
+                eprintln!("exbind-bench: {e}");
+                std::process::exit(1);
+            }
+        }
+        Cmd::Soak(args) => {
+            if let Err(e) = rt.block_on(soak::soak(args)) {
                 eprintln!("exbind-bench: {e}");
                 std::process::exit(1);
             }
@@ -253,6 +263,8 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
     Ok(())
 }
 
+const ADMIN_TOKEN: &str = "bench-admin";
+
 fn exbind_cmd(bin: &Path, data_dir: &Path) -> Command {
     exbind_cmd_journal(bin, data_dir, 0)
 }
@@ -264,12 +276,12 @@ fn exbind_cmd_journal(bin: &Path, data_dir: &Path, journal: usize) -> Command {
         .arg(journal.to_string())
         .arg("--data-dir")
         .arg(data_dir)
-        .args(["--admin-token", "bench-admin"]);
+        .args(["--admin-token", ADMIN_TOKEN]);
     c
 }
 
 async fn mint(addr: &str) -> Result<String, String> {
-    let ctl = exbind_client::ControlClient::new(&format!("http://{addr}"), "bench-admin")
+    let ctl = exbind_client::ControlClient::new(&format!("http://{addr}"), ADMIN_TOKEN)
         .map_err(|e| e.to_string())?;
     let r = ctl
         .call(
@@ -734,7 +746,7 @@ async fn open_stream(
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let mut resp = reqwest::Client::new()
         .get(format!("http://{addr}/_exbind/v1/events"))
-        .bearer_auth("bench-admin")
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .map_err(|e| e.to_string())?;
