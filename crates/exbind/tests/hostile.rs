@@ -434,6 +434,29 @@ async fn invalid_utf8_anywhere_in_a_request_gets_a_json_answer() {
     )
     .await
     .assert_err(400, 190002);
+    // A query string that cannot be taken (a field twice) and a path that is no UTF-8 on
+    // the assets: the documented JSON.
+    for target in [
+        &b"/_exbind/assets/exbind.css?v=1&v=2"[..],
+        b"/_exbind/assets/%FF%FE",
+        b"/_exbind/v1/events?types=a&types=b",
+    ] {
+        let a = answers(&exchange(&s.addr(), &get(target, admin.as_bytes())).await);
+        assert_envelope(&a[0], 400, 190002);
+    }
+    // On a console page, an error page.
+    let got = exchange(
+        &s.addr(),
+        &get(b"/_exbind/console/sign-in?next=a&next=b", b""),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+    assert!(
+        text.contains("Content-Type: text/html; charset=utf-8"),
+        "{text}"
+    );
+    assert!(text.contains("This address cannot be read"), "{text}");
     // A console page is an HTML page, readable, also for such a path.
     let got = exchange(&s.addr(), &get(b"/_exbind/console/tenants/%FF", b"")).await;
     let text = String::from_utf8_lossy(&got);

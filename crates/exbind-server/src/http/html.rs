@@ -9,7 +9,6 @@
 use std::sync::LazyLock;
 
 use axum::body::Body;
-use axum::extract::{Path, Query};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -19,6 +18,7 @@ use maud::{html, Markup, DOCTYPE};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
+use crate::http::{ApiPath as Path, ApiQuery as Query};
 use crate::state::SharedState;
 
 pub const HTML_UTF8: &str = "text/html; charset=utf-8";
@@ -220,6 +220,32 @@ impl HtmlError {
             heading: heading.into(),
             message: message.into(),
         }
+    }
+}
+
+/// `Query` for a page: a query string it cannot take (a field given twice, say) is answered
+/// with an error page.
+pub struct PageQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for PageQuery<T>
+{
+    type Rejection = HtmlError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        s: &S,
+    ) -> Result<Self, HtmlError> {
+        axum::extract::Query::<T>::from_request_parts(parts, s)
+            .await
+            .map(|q| PageQuery(q.0))
+            .map_err(|e| {
+                HtmlError::new(
+                    StatusCode::BAD_REQUEST,
+                    "This address cannot be read",
+                    e.body_text(),
+                )
+            })
     }
 }
 

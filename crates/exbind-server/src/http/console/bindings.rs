@@ -1,7 +1,7 @@
 //! The bindings of a tenant (live, filterable, with the sync actions) and one binding's
 //! time line with the requests that touched it.
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::response::Response;
 use http::Method;
 use maud::{html, Markup};
@@ -12,6 +12,7 @@ use super::{
     ago, back, badge, code_block, done, s, see_other, seg, signed_form, time, Console, Live, Nav,
     Page, Signed,
 };
+use crate::http::html::PageQuery;
 use crate::http::ApiPath as Path;
 
 /// Bindings a page lists at most (filters apply within them).
@@ -27,7 +28,7 @@ pub struct TenantQuery {
 pub async fn first_tenant(
     _: Signed,
     State(c): State<Console>,
-    Query(q): Query<TenantQuery>,
+    PageQuery(q): PageQuery<TenantQuery>,
 ) -> Response {
     let tenant = match q.tenant.filter(|t| !t.is_empty()) {
         Some(t) => Some(t),
@@ -124,7 +125,7 @@ pub async fn list(
     sg: Signed,
     State(c): State<Console>,
     Path(tenant): Path<String>,
-    Query(q): Query<ListQuery>,
+    PageQuery(q): PageQuery<ListQuery>,
 ) -> Result<Response, Response> {
     let detail = c
         .get(&format!("/_exbind/v1/tenants/{}", seg(&tenant)))

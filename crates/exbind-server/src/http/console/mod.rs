@@ -27,7 +27,7 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 use tower::ServiceExt;
 
-use super::html::{self, brand, document, HtmlError};
+use super::html::{self, brand, document, HtmlError, PageQuery};
 use super::Payload;
 use crate::error::ApiError;
 use crate::state::SharedState;
@@ -403,7 +403,7 @@ fn safe_next(next: Option<&str>) -> String {
 async fn sign_in_page(
     State(c): State<Console>,
     headers: HeaderMap,
-    axum::extract::Query(q): axum::extract::Query<NextQuery>,
+    PageQuery(q): PageQuery<NextQuery>,
 ) -> Response {
     let next = safe_next(q.next.as_deref());
     // A store that does not answer only costs the shortcut: the form is shown.

@@ -1,6 +1,6 @@
 //! The console's other pages: overview, tenant, requests, faults, apps, seed.
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::response::Response;
 use exbind_api::ErrorCode;
 use http::{Method, StatusCode};
@@ -13,6 +13,7 @@ use super::{
     Nav, Page, Signed,
 };
 use crate::domain::scopes::{COLLECTION_ROUTE, ITEM_ROUTE};
+use crate::http::html::PageQuery;
 use crate::http::ApiPath as Path;
 use crate::journal::Filter;
 
@@ -518,7 +519,7 @@ pub struct RequestsQuery {
 pub async fn requests(
     sg: Signed,
     State(c): State<Console>,
-    Query(q): Query<RequestsQuery>,
+    PageQuery(q): PageQuery<RequestsQuery>,
 ) -> Result<Response, Response> {
     if let Some(id) = q.log_id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         return Ok(see_other(&format!("/_exbind/console/requests/{}", seg(id))));
