@@ -251,15 +251,17 @@ struct Sample {
     not_sent: u64,
     rss_mb: f64,
     fds: usize,
+    /// The server's open connections (its metrics), so that fds other than sockets show.
+    connections: usize,
 }
 
 const CSV_HEADER: &str =
-    "elapsed_s,requests,rps,p50_ms,p99_ms,max_ms,injected,unexpected,not_sent,rss_mb,fds";
+    "elapsed_s,requests,rps,p50_ms,p99_ms,max_ms,injected,unexpected,not_sent,rss_mb,fds,connections";
 
 impl Sample {
     fn csv(&self, interval: f64) -> String {
         format!(
-            "{:.0},{},{:.1},{:.3},{:.3},{:.3},{},{},{},{:.1},{}",
+            "{:.0},{},{:.1},{:.3},{:.3},{:.3},{},{},{},{:.1},{},{}",
             self.elapsed_s,
             self.requests,
             self.requests as f64 / interval,
@@ -270,9 +272,27 @@ impl Sample {
             self.unexpected,
             self.not_sent,
             self.rss_mb,
-            self.fds
+            self.fds,
+            self.connections
         )
     }
+}
+
+/// `exbind_connections_open` off the server's metrics.
+async fn open_connections(load: &Load) -> usize {
+    let text = match load
+        .http
+        .get(format!("{}/_exbind/metrics", load.base))
+        .send()
+        .await
+    {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix("exbind_connections_open "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as usize)
 }
 
 fn open_fds(pid: u32) -> usize {
@@ -362,6 +382,7 @@ pub async fn soak(a: SoakArgs) -> Result<(), String> {
             not_sent: not_sent.swap(0, Ordering::Relaxed),
             rss_mb: server.rss_mb(),
             fds: open_fds(pid),
+            connections: open_connections(&load).await,
         };
         csv.push(s.csv(a.interval as f64));
         eprintln!("{}", csv.last().expect("pushed"));
@@ -435,6 +456,7 @@ fn report(
     };
     let (rss_lo, rss_hi) = span(|s| s.rss_mb);
     let (fd_lo, fd_hi) = span(|s| s.fds as f64);
+    let (other_lo, other_hi) = span(|s| s.fds.saturating_sub(s.connections) as f64);
     let (p99_lo, p99_hi) = span(|s| s.p99_ms);
     let mut p99s: Vec<f64> = samples.iter().map(|s| s.p99_ms).collect();
     p99s.sort_by(f64::total_cmp);
@@ -450,7 +472,8 @@ fn report(
     );
     println!(
         "resident memory {:.1} MB in the first interval, {:.1} MB in the last (range {rss_lo:.1}-{rss_hi:.1}); \
-         open fds {} first, {} last (range {fd_lo:.0}-{fd_hi:.0}); \
+         open fds {} first, {} last (range {fd_lo:.0}-{fd_hi:.0}; other than connections \
+         {other_lo:.0}-{other_hi:.0}); \
          p99 per interval: median {:.2} ms, range {p99_lo:.2}-{p99_hi:.2} ms",
         first.rss_mb,
         last.rss_mb,
@@ -491,12 +514,18 @@ fn plot(samples: &[Sample], title: &str, png: &Path) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         let panels = root.split_evenly((3, 1));
         let minutes = samples.last().map_or(1.0, |s| s.elapsed_s / 60.0).max(0.1);
-        let series: [(&str, Column, RGBColor); 3] = [
-            ("resident memory (MB)", |s| s.rss_mb, BLUE),
-            ("open file descriptors", |s| s.fds as f64, GREEN),
-            ("p99 latency per interval (ms)", |s| s.p99_ms, RED),
+        let connections: Column = |s| s.connections as f64;
+        let series: [(&str, Column, Option<Column>, RGBColor); 3] = [
+            ("resident memory (MB)", |s| s.rss_mb, None, BLUE),
+            (
+                "open file descriptors (grey: of them, connections)",
+                |s| s.fds as f64,
+                Some(connections),
+                GREEN,
+            ),
+            ("p99 latency per interval (ms)", |s| s.p99_ms, None, RED),
         ];
-        for (panel, (label, value, colour)) in panels.iter().zip(series) {
+        for (panel, (label, value, part, colour)) in panels.iter().zip(series) {
             let top = samples.iter().map(value).fold(0.0, f64::max).max(1.0) * 1.25;
             let mut chart = ChartBuilder::on(panel)
                 .caption(label, ("sans-serif", 22))
@@ -517,6 +546,14 @@ fn plot(samples: &[Sample], title: &str, png: &Path) -> Result<(), String> {
                     colour.stroke_width(2),
                 ))
                 .map_err(|e| e.to_string())?;
+            if let Some(part) = part {
+                chart
+                    .draw_series(LineSeries::new(
+                        samples.iter().map(|s| (s.elapsed_s / 60.0, part(s))),
+                        RGBColor(128, 128, 128).stroke_width(2),
+                    ))
+                    .map_err(|e| e.to_string())?;
+            }
         }
         root.present().map_err(|e| e.to_string())?;
     }
