@@ -10,47 +10,6 @@ use serde_json::{json, Value};
 
 const AUTHORIZE: &str = "/open-apis/authen/v1/authorize";
 
-const SEED: &str = r#"
-[[tenants]]
-tenant_key = "acme"
-
-[[tenants.users]]
-user_id = "boss"
-name = "Boss"
-email = "boss@acme.example"
-super_admin = true
-
-[[tenants.users]]
-user_id = "alice"
-name = "Alice"
-
-[[tenants.users]]
-user_id = "gone"
-name = "Gone"
-status = "dismissed"
-
-[[apps]]
-app_id = "cli_login"
-app_secret = "login-secret"
-name = "Acme Calendar Sync"
-tenants = ["acme"]
-redirect_uris = ["https://app.example/callback"]
-scopes = ["calendar:calendar:readonly", "contact:user.email:readonly", "offline_access"]
-
-[[apps]]
-app_id = "cli_auto"
-app_secret = "auto-secret"
-tenants = ["acme"]
-auto_consent = true
-scopes = ["offline_access"]
-
-[[apps]]
-app_id = "cli_off"
-app_secret = "off-secret"
-tenants = ["acme"]
-enabled = false
-"#;
-
 /// An answer of the page: status, Location, body text.
 struct Page {
     status: StatusCode,
@@ -149,7 +108,7 @@ async fn exchange(s: &Server, code: &str, extra: Value) -> Resp {
 
 #[tokio::test]
 async fn the_two_steps_follow_the_form_contract_and_redirect_with_code_and_state() {
-    let s = Server::builder().seed(SEED).start();
+    let s = Server::builder().seed(LOGIN_SEED).start();
     let first = open(
         &s,
         &authorize(&[
@@ -211,7 +170,7 @@ async fn the_two_steps_follow_the_form_contract_and_redirect_with_code_and_state
 
 #[tokio::test]
 async fn cancel_redirects_with_access_denied_and_state() {
-    let s = Server::builder().seed(SEED).start();
+    let s = Server::builder().seed(LOGIN_SEED).start();
     let first = open(
         &s,
         &authorize(&[
@@ -235,7 +194,7 @@ async fn cancel_redirects_with_access_denied_and_state() {
 
 #[tokio::test]
 async fn requests_that_cannot_redirect_get_an_error_page() {
-    let s = Server::builder().seed(SEED).start();
+    let s = Server::builder().seed(LOGIN_SEED).start();
     for (q, heading) in [
         (
             authorize(&[("redirect_uri", "https://app.example/callback")]),
@@ -310,7 +269,7 @@ async fn requests_that_cannot_redirect_get_an_error_page() {
 
 #[tokio::test]
 async fn bad_parameters_redirect_with_an_error_and_state() {
-    let s = Server::builder().seed(SEED).start();
+    let s = Server::builder().seed(LOGIN_SEED).start();
     let base = [
         ("client_id", "cli_login"),
         ("redirect_uri", "https://app.example/callback"),
@@ -340,7 +299,7 @@ async fn bad_parameters_redirect_with_an_error_and_state() {
 
 #[tokio::test]
 async fn login_hint_skips_the_account_step_and_with_auto_consent_no_page_is_shown() {
-    let s = Server::builder().seed(SEED).start();
+    let s = Server::builder().seed(LOGIN_SEED).start();
     // The legacy route serves the same page; a hint naming the user skips step 1.
     let p = open(
         &s,

@@ -17,37 +17,6 @@ async fn the_browser_harness_drives_chromium_against_the_server() {
     }
 }
 
-/// An app for the login flow: no registered redirect URIs, so the test server's own
-/// loopback address catches the redirect.
-const LOGIN_SEED: &str = r#"
-[[tenants]]
-tenant_key = "acme"
-
-[[tenants.users]]
-user_id = "boss"
-name = "Boss"
-email = "boss@acme.example"
-super_admin = true
-
-[[tenants.users]]
-user_id = "alice"
-name = "Alice Liddell"
-email = "alice@acme.example"
-
-[[tenants.users]]
-user_id = "gone"
-name = "Gone"
-status = "dismissed"
-
-[[apps]]
-app_id = "cli_login"
-app_secret = "login-secret"
-name = "Acme Calendar Sync"
-tenants = ["acme"]
-scopes = ["calendar:exchange.bindings:read", "calendar:exchange.bindings:create",
-          "contact:user.email:readonly", "offline_access"]
-"#;
-
 #[tokio::test]
 async fn the_authorize_flow_in_a_browser_from_the_link_to_the_redirect() {
     let s = Server::builder().seed(LOGIN_SEED).start();

@@ -1746,3 +1746,49 @@ pub async fn read_to_close(c: &mut tokio::net::TcpStream) -> Vec<u8> {
         }
     }
 }
+
+/// The login flows' seed: two active users and a dismissed one; an app with a name, registered
+/// redirect URIs (one on loopback, the server's own health route, which browser tests use to
+/// catch the redirect) and `offline_access`; an app with `auto_consent` and none registered
+/// (loopback only); a disabled app.
+pub const LOGIN_SEED: &str = r#"
+[[tenants]]
+tenant_key = "acme"
+
+[[tenants.users]]
+user_id = "boss"
+name = "Boss"
+email = "boss@acme.example"
+super_admin = true
+
+[[tenants.users]]
+user_id = "alice"
+name = "Alice"
+
+[[tenants.users]]
+user_id = "gone"
+name = "Gone"
+status = "dismissed"
+
+[[apps]]
+app_id = "cli_login"
+app_secret = "login-secret"
+name = "Acme Calendar Sync"
+tenants = ["acme"]
+redirect_uris = ["https://app.example/callback", "http://127.0.0.1/_exbind/healthz"]
+scopes = ["calendar:calendar:readonly", "calendar:exchange.bindings:read",
+          "contact:user.email:readonly", "offline_access"]
+
+[[apps]]
+app_id = "cli_auto"
+app_secret = "auto-secret"
+tenants = ["acme"]
+auto_consent = true
+scopes = ["offline_access"]
+
+[[apps]]
+app_id = "cli_off"
+app_secret = "off-secret"
+tenants = ["acme"]
+enabled = false
+"#;
