@@ -830,6 +830,18 @@ async fn e20063_body_not_json_or_form_or_a_field_of_the_wrong_type() {
             .await;
         assert_oauth(&r, 400, 20063, "invalid_request");
     }
+    // A body over the 64 KiB cap is not read at all: 20063 too, flat.
+    let big = json!({"grant_type": "authorization_code", "code": "x".repeat(70_000)});
+    let r = token(&s, big).await;
+    assert_oauth(&r, 400, 20063, "invalid_request");
+    assert!(
+        r.body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("exceeds"),
+        "{}",
+        r.text
+    );
 }
 
 #[tokio::test]

@@ -230,23 +230,39 @@ impl<B: axum::body::HttpBody> axum::body::HttpBody for Arrival<B> {
     }
 }
 
+/// How a route answers a body it cannot read: the envelope, or flat.
+#[derive(Clone, Copy)]
+enum BodyShape {
+    Envelope,
+    /// `/open-apis/auth/v3/*`: `{"code":10003,"msg":"invalid param"}` with HTTP 200.
+    TokenFlat,
+    /// The OAuth 2.0 token endpoint: its flat 20063.
+    OAuthFlat,
+}
+
 /// A request answered without reading its whole body, `message` saying why: 400 190002, or
-/// on the token endpoints their flat `10003`. The rest of the body is never read, so the
+/// the token endpoints' flat errors. The rest of the body is never read, so the
 /// connection cannot carry another request: say so, or a keep-alive client would send its
 /// next request into it.
-fn body_rejected(token_route: bool, message: String) -> Response {
-    let mut r = if token_route {
-        auth::flat_error(10003, "invalid param")
-    } else {
-        ApiError::invalid("body", None, message).into_response()
+fn body_rejected(shape: BodyShape, message: String) -> Response {
+    let mut r = match shape {
+        BodyShape::TokenFlat => auth::flat_error(10003, "invalid param"),
+        BodyShape::OAuthFlat => oauth::malformed(message),
+        BodyShape::Envelope => ApiError::invalid("body", None, message).into_response(),
     };
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
 }
 
-fn is_token_route(path: &str) -> bool {
-    path.starts_with("/open-apis/auth/v3/")
+fn body_shape(path: &str) -> BodyShape {
+    if path.starts_with("/open-apis/auth/v3/") {
+        BodyShape::TokenFlat
+    } else if path == oauth::V2_TOKEN_ROUTE {
+        BodyShape::OAuthFlat
+    } else {
+        BodyShape::Envelope
+    }
 }
 
 /// The size of the request line and headers as sent (`Name: value\r\n` each).
@@ -285,7 +301,7 @@ async fn frame(
     let path = (state.journal.enabled() && req.uri().path().starts_with("/open-apis/"))
         .then(|| req.uri().path().to_string());
     let slot = CallerSlot::default();
-    let token_route = is_token_route(req.uri().path());
+    let shape = body_shape(req.uri().path());
     let head_too_large = head_len(&req) > MAX_HEAD;
     let mut req = req;
     req.extensions_mut().insert(slot.clone());
@@ -309,7 +325,7 @@ async fn frame(
             Ok(Err(_)) => ApiError::internal("handler panicked").into_response(),
             // Out of time while the body was still coming: the client's stall, not ours.
             Err(_) if arrived.is_some_and(|a| !a.load(Ordering::Acquire)) => body_rejected(
-                token_route,
+                shape,
                 format!("the request body did not arrive within {}", human(timeout)),
             ),
             Err(_) => ApiError::internal("request timed out").into_response(),
@@ -435,8 +451,8 @@ impl<S: Send + Sync> FromRequest<S> for Payload {
         } else {
             API_BODY_LIMIT
         };
-        let token_route = is_token_route(path);
-        let too_big = || body_rejected(token_route, format!("request body exceeds {limit} bytes"));
+        let shape = body_shape(path);
+        let too_big = || body_rejected(shape, format!("request body exceeds {limit} bytes"));
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)

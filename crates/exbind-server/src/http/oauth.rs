@@ -76,6 +76,11 @@ fn flat(e: OAuthError) -> Response {
     r
 }
 
+/// The v2 endpoint's answer to a body it cannot read (too large, or not in time): 20063.
+pub fn malformed(description: String) -> Response {
+    flat(OAuthError::new(20063).describe(description))
+}
+
 /// The gateway quota's rejection on the v2 endpoint: flat, HTTP 429.
 fn flat_throttled(limit: u32, reset_secs: i64) -> Response {
     let mut r = json_response(
