@@ -58,6 +58,9 @@ FEISHU_BINDINGS = {
 FEISHU_TOKENS = {
     ("post", "/open-apis/auth/v3/tenant_access_token/internal"),
     ("post", "/open-apis/auth/v3/app_access_token/internal"),
+    ("post", "/open-apis/auth/v3/app_access_token"),
+    ("post", "/open-apis/auth/v3/tenant_access_token"),
+    ("post", "/open-apis/auth/v3/app_ticket/resend"),
 }
 # The login flows (oauth.md). Their errors are HTML pages (authorize) or flat (the v2 token
 # endpoint), not the envelope; they are linted, not fuzzed (tests/authorize.rs,
@@ -135,6 +138,9 @@ STAGES = [
             "deleteExchangeBinding",
             "tenantAccessTokenInternal",
             "appAccessTokenInternal",
+            "storeAppAccessToken",
+            "storeTenantAccessToken",
+            "resendAppTicket",
             "healthz",
             "readyz",
             "metrics",

@@ -106,6 +106,10 @@ pub struct ServeArgs {
     #[arg(long, env = "EXBIND_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
+    /// How often store apps get a new `app_ticket` pushed to their `event_url`.
+    #[arg(long, env = "EXBIND_APP_TICKET_INTERVAL", default_value = "3600", value_parser = parse_timeout)]
+    pub app_ticket_interval: Duration,
+
     /// PostgreSQL store shared by several servers (not supported yet).
     #[arg(long, env = "EXBIND_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,

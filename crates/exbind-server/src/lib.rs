@@ -21,6 +21,7 @@ mod server;
 mod state;
 mod store;
 mod sync;
+mod tickets;
 mod tokens;
 
 pub use config::{OnOff, ServeArgs};

@@ -9,6 +9,7 @@ use crate::domain::ids::IdSecret;
 use crate::domain::model::*;
 use crate::domain::scopes;
 use crate::store::{SeedCounts, SeedPlan, Store, StoreError, UserRow};
+use crate::tickets;
 use exbind_api::accounts::{address_problem, fold};
 
 /// The built-in demo, loaded when no seed is given and the store is empty.
@@ -129,6 +130,9 @@ pub struct SeedApp {
     pub available_to: Option<Vec<String>>,
     pub auto_consent: Option<bool>,
     pub enabled: Option<bool>,
+    pub event_url: Option<String>,
+    pub verification_token: Option<String>,
+    pub encrypt_key: Option<String>,
 }
 
 /// One thing wrong with a seed: where (`tenants[0].users[3].user_id`) and why.
@@ -465,6 +469,17 @@ pub async fn plan(doc: SeedDoc, store: &dyn Store, ids: &IdSecret) -> Result<See
         for (field, reason) in login_problems(&login) {
             bad(format!("{p}.{field}"), reason);
         }
+        if let Some(problem) = a.event_url.as_deref().and_then(tickets::event_url_problem) {
+            bad(format!("{p}.event_url"), problem.into());
+        }
+        for (key, value) in [
+            ("verification_token", &a.verification_token),
+            ("encrypt_key", &a.encrypt_key),
+        ] {
+            if value.as_deref() == Some("") {
+                bad(format!("{p}.{key}"), "must not be empty".into());
+            }
+        }
         plan.apps.push(App {
             developer: a.developer.unwrap_or_else(|| a.app_id.clone()),
             app_id: a.app_id,
@@ -475,6 +490,9 @@ pub async fn plan(doc: SeedDoc, store: &dyn Store, ids: &IdSecret) -> Result<See
             scopes: a.scopes,
             tenants: a.tenants,
             login,
+            event_url: a.event_url,
+            verification_token: a.verification_token,
+            encrypt_key: a.encrypt_key,
         });
     }
     if v.is_empty() {

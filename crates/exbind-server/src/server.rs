@@ -179,6 +179,7 @@ impl Server {
             sessions,
             console: args.console == OnOff::On,
             request_timeout: args.request_timeout,
+            tickets: crate::tickets::Tickets::new(args.app_ticket_interval),
         });
         Ok(Server {
             state,
@@ -245,7 +246,8 @@ impl Server {
         let frame = crate::http::service(self.state.clone());
         self.cached.fill_index();
         let (stop_sync, stop_rx) = tokio::sync::watch::channel(false);
-        let engine = tokio::spawn(crate::sync::run(self.state.clone(), stop_rx));
+        let engine = tokio::spawn(crate::sync::run(self.state.clone(), stop_rx.clone()));
+        let tickets = tokio::spawn(crate::tickets::run(self.state.clone(), stop_rx));
         // Event streams never end by themselves: end them when the shutdown comes, or the
         // drain would wait on them.
         let state = self.state.clone();
@@ -264,6 +266,7 @@ impl Server {
         .await;
         let _ = stop_sync.send(true);
         let _ = engine.await;
+        let _ = tickets.await;
     }
 }
 

@@ -18,6 +18,7 @@ use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::oauth::OAuthConfig;
 use crate::store::{Store, StoreResult};
+use crate::tickets::Tickets;
 
 pub struct AppState {
     pub store: Arc<dyn Store>,
@@ -44,6 +45,8 @@ pub struct AppState {
     pub console: bool,
     /// What a request may take, its body included (`--request-timeout`).
     pub request_timeout: Duration,
+    /// Store apps' `app_ticket` pushes.
+    pub tickets: Tickets,
 }
 
 pub type SharedState = Arc<AppState>;

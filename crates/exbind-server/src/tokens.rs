@@ -51,12 +51,36 @@ pub async fn mint_user_token(
     Ok((token, expires_at))
 }
 
-/// The app's tenant token under the 30-minute reuse rule.
+/// A custom app's tenant token under the 30-minute reuse rule.
 pub async fn tenant_token(state: &AppState, app_id: &str) -> StoreResult<AppToken> {
+    app_token(state, "t-", app_id, None).await
+}
+
+/// A store app's `a-…` app token under the same rule.
+pub async fn store_app_token(state: &AppState, app_id: &str) -> StoreResult<AppToken> {
+    app_token(state, "a-", app_id, None).await
+}
+
+/// A store app's tenant token for one tenant under the same rule.
+pub async fn store_tenant_token(
+    state: &AppState,
+    app_id: &str,
+    tenant_key: &str,
+) -> StoreResult<AppToken> {
+    app_token(state, "t-", app_id, Some(tenant_key)).await
+}
+
+async fn app_token(
+    state: &AppState,
+    prefix: &str,
+    app_id: &str,
+    tenant_key: Option<&str>,
+) -> StoreResult<AppToken> {
     let now = state.now();
     let candidate = AppToken {
-        token: format!("t-{}", random_hex(20)),
+        token: format!("{prefix}{}", random_hex(20)),
         app_id: app_id.to_string(),
+        tenant_key: tenant_key.map(str::to_string),
         expires_at: now + state.token_ttl * 1000,
     };
     state

@@ -3,6 +3,10 @@
 //! run create → get → delete → get through the SDK's typed methods with a user token, then
 //! show that a tenant token gets 99991663 (see shared spec sdk-compat.md).
 //!
+//! `store_app_ticket.py` / `store_app_ticket.mjs` run a store app: the SDK's own event
+//! dispatcher (encrypt key and verification token) receives exbind's `app_ticket` push, and
+//! the SDK buys the app and tenant tokens with it.
+//!
 //! The SDKs are installed by `tests/sdk/install.sh`. Without them these tests fail, unless
 //! `EXBIND_SKIP_SDK=1`, which skips them.
 mod common;
@@ -87,6 +91,23 @@ fn exchange_account(prefix: &str) -> (String, String) {
         .expect("an exchange account with a suitable id")
 }
 
+/// Runs a flow script against `s` (its base URL in `EXBIND_BASE_URL`) and asserts it exits 0.
+async fn run_script(s: &Server, what: &str, mut cmd: Command) {
+    cmd.env("EXBIND_BASE_URL", &s.base);
+    let (status, out, err) =
+        tokio::task::spawn_blocking(move || run_to_exit(cmd, Duration::from_secs(600)))
+            .await
+            .unwrap();
+    assert!(
+        status.success(),
+        "the {what} failed ({status}) against {}.\n\
+         --- stdout ---\n{out}\n--- stderr ---\n{err}\n--- exbind log ---\n{}",
+        s.base,
+        s.stderr_text()
+    );
+    print!("{out}");
+}
+
 /// Starts a server with `SDK_SEED`, mints the caller's user token, looks up the bound user's
 /// open_id, runs `program args…` with the flow's environment and asserts it exits 0.
 async fn run_flow(sdk: &str, program: &Path, args: &[PathBuf], user: &str, prefix: &str) {
@@ -100,25 +121,13 @@ async fn run_flow(sdk: &str, program: &Path, args: &[PathBuf], user: &str, prefi
 
     let mut cmd = script_command(program);
     cmd.args(args)
-        .env("EXBIND_BASE_URL", &s.base)
         .env("APP_ID", APP_ID)
         .env("APP_SECRET", APP_SECRET)
         .env("USER_ACCESS_TOKEN", &token)
         .env("ADMIN_ACCOUNT", ADMIN_ACCOUNT)
         .env("EXCHANGE_ACCOUNT", &exchange)
         .env("USER_OPEN_ID", &open_id);
-    let (status, out, err) =
-        tokio::task::spawn_blocking(move || run_to_exit(cmd, Duration::from_secs(600)))
-            .await
-            .unwrap();
-    assert!(
-        status.success(),
-        "the {sdk} SDK flow failed ({status}) against {} (binding id {id}).\n\
-         --- stdout ---\n{out}\n--- stderr ---\n{err}\n--- exbind log ---\n{}",
-        s.base,
-        s.stderr_text()
-    );
-    print!("{out}");
+    run_script(&s, &format!("{sdk} SDK flow (binding id {id})"), cmd).await;
 
     // The flow deleted what it created.
     let left = s.list_bindings(TENANT).await;
@@ -149,7 +158,6 @@ async fn run_authen_flow(sdk: &str, program: &Path, args: &[PathBuf], user: &str
     let ids = s.user_ids(TENANT, user, LOGIN_APP).await;
     let mut cmd = script_command(program);
     cmd.args(args)
-        .env("EXBIND_BASE_URL", &s.base)
         .env("APP_ID", LOGIN_APP)
         .env("APP_SECRET", "sdk-login-secret")
         .env("CODE_OIDC", &codes[0])
@@ -157,65 +165,99 @@ async fn run_authen_flow(sdk: &str, program: &Path, args: &[PathBuf], user: &str
         .env("USER_OPEN_ID", ids["open_id"].as_str().unwrap())
         .env("USER_EMAIL", ids["email"].as_str().unwrap())
         .env("USER_NAME", ids["name"].as_str().unwrap());
-    let (status, out, err) =
-        tokio::task::spawn_blocking(move || run_to_exit(cmd, Duration::from_secs(600)))
-            .await
-            .unwrap();
-    assert!(
-        status.success(),
-        "the {sdk} SDK authen flow failed ({status}) against {}.\n\
-         --- stdout ---\n{out}\n--- stderr ---\n{err}\n--- exbind log ---\n{}",
-        s.base,
-        s.stderr_text()
-    );
-    print!("{out}");
+    run_script(&s, &format!("{sdk} SDK authen flow"), cmd).await;
 }
 
 #[tokio::test]
 async fn python_sdk_lark_oapi_authen_flow() {
-    let root = repo_root();
-    let python = root.join("tests/sdk/python/.venv/bin/python");
-    if prerequisite("Python", &python).is_none() {
-        return;
-    }
-    let script = root.join("tests/sdk/python/authen_flow.py");
+    let Some(python) = python() else { return };
+    let script = repo_root().join("tests/sdk/python/authen_flow.py");
     run_authen_flow("Python", &python, &[script], "py-user").await;
 }
 
 #[tokio::test]
 async fn node_sdk_larksuiteoapi_authen_flow() {
-    let root = repo_root();
-    let sdk = root.join("tests/sdk/node/node_modules/@larksuiteoapi/node-sdk");
-    if prerequisite("Node", &sdk).is_none() {
+    if node().is_none() {
         return;
     }
-    let script = root.join("tests/sdk/node/authen_flow.mjs");
+    let script = repo_root().join("tests/sdk/node/authen_flow.mjs");
     run_authen_flow("Node", Path::new("node"), &[script], "node-user").await;
 }
 
-#[tokio::test]
-async fn python_sdk_lark_oapi_flow() {
-    let root = repo_root();
-    let python = root.join("tests/sdk/python/.venv/bin/python");
-    if prerequisite("Python", &python).is_none() {
-        return;
-    }
-    let script = root.join("tests/sdk/python/exchange_binding_flow.py");
-    run_flow("Python", &python, &[script], "py-user", "py").await;
+/// The venv's Python, or `None` when the SDK tests are skipped.
+fn python() -> Option<PathBuf> {
+    let python = repo_root().join("tests/sdk/python/.venv/bin/python");
+    prerequisite("Python", &python).map(|()| python)
 }
 
-#[tokio::test]
-async fn node_sdk_larksuiteoapi_flow() {
-    let root = repo_root();
-    let sdk = root.join("tests/sdk/node/node_modules/@larksuiteoapi/node-sdk");
-    if prerequisite("Node", &sdk).is_none() {
-        return;
-    }
+/// `Some` when the Node SDK and Node are there, `None` when the SDK tests are skipped.
+fn node() -> Option<()> {
+    let sdk = repo_root().join("tests/sdk/node/node_modules/@larksuiteoapi/node-sdk");
+    prerequisite("Node", &sdk)?;
     let node = Command::new("node").arg("--version").output();
     assert!(
         node.as_ref().is_ok_and(|o| o.status.success()),
         "`node --version` failed ({node:?}): the Node SDK test needs Node 20 on PATH"
     );
-    let script = root.join("tests/sdk/node/exchange_binding_flow.mjs");
+    Some(())
+}
+
+#[tokio::test]
+async fn python_sdk_lark_oapi_flow() {
+    let Some(python) = python() else { return };
+    let script = repo_root().join("tests/sdk/python/exchange_binding_flow.py");
+    run_flow("Python", &python, &[script], "py-user", "py").await;
+}
+
+#[tokio::test]
+async fn node_sdk_larksuiteoapi_flow() {
+    if node().is_none() {
+        return;
+    }
+    let script = repo_root().join("tests/sdk/node/exchange_binding_flow.mjs");
     run_flow("Node", Path::new("node"), &[script], "node-user", "node").await;
+}
+
+const STORE_SEED: &str = r#"
+[[tenants]]
+tenant_key = "sdkco"
+
+[[apps]]
+app_id = "cli_sdk_store"
+app_secret = "sdk-store-secret"
+type = "store"
+tenants = ["sdkco"]
+verification_token = "sdk-verification-token"
+encrypt_key = "sdk-encrypt-key"
+"#;
+
+/// Runs a store-app flow against a server with `STORE_SEED`; it sets the app's `event_url`
+/// itself, to an endpoint the SDK serves.
+async fn run_store_flow(sdk: &str, program: &Path, args: &[PathBuf]) {
+    let s = Server::builder().seed(STORE_SEED).start();
+    let mut cmd = script_command(program);
+    cmd.args(args)
+        .env("EXBIND_ADMIN_TOKEN", &s.admin_token)
+        .env("APP_ID", "cli_sdk_store")
+        .env("APP_SECRET", "sdk-store-secret")
+        .env("ENCRYPT_KEY", "sdk-encrypt-key")
+        .env("VERIFICATION_TOKEN", "sdk-verification-token")
+        .env("TENANT_KEY", TENANT);
+    run_script(&s, &format!("{sdk} SDK store-app flow"), cmd).await;
+}
+
+#[tokio::test]
+async fn python_sdk_event_dispatcher_accepts_the_app_ticket() {
+    let Some(python) = python() else { return };
+    let script = repo_root().join("tests/sdk/python/store_app_ticket.py");
+    run_store_flow("Python", &python, &[script]).await;
+}
+
+#[tokio::test]
+async fn node_sdk_event_dispatcher_accepts_the_app_ticket() {
+    if node().is_none() {
+        return;
+    }
+    let script = repo_root().join("tests/sdk/node/store_app_ticket.mjs");
+    run_store_flow("Node", Path::new("node"), &[script]).await;
 }

@@ -94,6 +94,12 @@ pub struct App {
     pub scopes: Vec<String>,
     pub tenants: Vec<String>,
     pub login: LoginSettings,
+    /// Store apps: where `app_ticket` events are pushed.
+    pub event_url: Option<String>,
+    /// The `token` field of pushed events.
+    pub verification_token: Option<String>,
+    /// Encrypts and signs pushed events.
+    pub encrypt_key: Option<String>,
 }
 
 /// The app settings the login flows use (oauth.md §1).
@@ -338,10 +344,12 @@ pub enum Spent {
     RefreshToken(String),
 }
 
-/// A tenant (and, for custom apps, app) access token.
+/// A tenant (and, for custom apps, app) access token; a store app's `a-…` app token has no
+/// tenant, its tenant tokens have one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppToken {
     pub token: String,
     pub app_id: String,
+    pub tenant_key: Option<String>,
     pub expires_at: i64,
 }

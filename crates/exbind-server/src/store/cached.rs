@@ -343,6 +343,12 @@ impl Store for CachedStore {
     async fn app_token(&self, token: &str) -> StoreResult<Option<AppToken>> {
         self.inner.app_token(token).await
     }
+    async fn add_app_ticket(&self, app_id: &str, ticket: &str, now: i64) -> StoreResult<()> {
+        self.inner.add_app_ticket(app_id, ticket, now).await
+    }
+    async fn app_ticket_valid(&self, app_id: &str, ticket: &str) -> StoreResult<bool> {
+        self.inner.app_ticket_valid(app_id, ticket).await
+    }
     async fn insert_user_token(&self, token: &str, record: UserToken) -> StoreResult<()> {
         self.inner.insert_user_token(token, record).await
     }

@@ -71,6 +71,10 @@ pub struct AppPatch {
     pub unit: Option<String>,
     /// The login settings, replaced whole (the caller merges what a PATCH leaves out).
     pub login: Option<LoginSettings>,
+    /// `Some(None)` clears the setting.
+    pub event_url: Option<Option<String>>,
+    pub verification_token: Option<Option<String>>,
+    pub encrypt_key: Option<Option<String>>,
 }
 
 /// Tokens a code or refresh-token exchange issues: an access token and maybe a refresh token.
@@ -125,16 +129,20 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> StoreResult<Option<AdminAccount>>;
 
-    /// The app's current tenant token if it has at least `min_left_ms` to live, else
-    /// `candidate`, which becomes current.
+    /// The current token of the candidate's holder (its app and tenant) if it has at least
+    /// `min_left_ms` to live, else `candidate`, which becomes current.
     async fn issue_app_token(
         &self,
         candidate: AppToken,
         now: i64,
         min_left_ms: i64,
     ) -> StoreResult<AppToken>;
-    /// A tenant (or custom app's app) token as issued, live or not.
+    /// An issued app or tenant token, expired or not.
     async fn app_token(&self, token: &str) -> StoreResult<Option<AppToken>>;
+    /// Records a store app's newest `app_ticket`; only it and the one before stay valid.
+    async fn add_app_ticket(&self, app_id: &str, ticket: &str, now: i64) -> StoreResult<()>;
+    /// Whether `ticket` is one of the app's latest two.
+    async fn app_ticket_valid(&self, app_id: &str, ticket: &str) -> StoreResult<bool>;
     /// Keeps a user token; stores keep only its hash (`token_hash`).
     async fn insert_user_token(&self, token: &str, record: UserToken) -> StoreResult<()>;
     async fn user_token(&self, token: &str) -> StoreResult<Option<Arc<UserToken>>>;

@@ -140,6 +140,23 @@ CREATE TABLE refresh_tokens (
 CREATE INDEX refresh_tokens_grant ON refresh_tokens (grant_id);
 CREATE INDEX refresh_tokens_user ON refresh_tokens (tenant_key, user_id);
 "#,
+    r#"
+ALTER TABLE apps ADD COLUMN event_url TEXT;
+ALTER TABLE apps ADD COLUMN verification_token TEXT;
+ALTER TABLE apps ADD COLUMN encrypt_key TEXT;
+
+-- A store app's tenant tokens carry their tenant; '' for every other token.
+ALTER TABLE app_tokens ADD COLUMN tenant_key TEXT NOT NULL DEFAULT '';
+CREATE INDEX app_tokens_holder ON app_tokens (app_id, tenant_key, expires_at);
+
+CREATE TABLE app_tickets (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    app_id    TEXT NOT NULL,
+    ticket    TEXT NOT NULL,
+    issued_at INTEGER NOT NULL
+);
+CREATE INDEX app_tickets_app ON app_tickets (app_id, ticket);
+"#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

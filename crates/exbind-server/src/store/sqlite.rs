@@ -332,7 +332,19 @@ fn user_row(r: &Row) -> rusqlite::Result<User> {
     })
 }
 
-const APP_COLS: &str = "app_id, app_secret, kind, developer, bot, unit, scopes, tenants, login";
+const APP_TOKEN_COLS: &str = "token, app_id, tenant_key, expires_at";
+fn app_token_row(r: &Row) -> rusqlite::Result<AppToken> {
+    let tenant: String = r.get(2)?;
+    Ok(AppToken {
+        token: r.get(0)?,
+        app_id: r.get(1)?,
+        tenant_key: (!tenant.is_empty()).then_some(tenant),
+        expires_at: r.get(3)?,
+    })
+}
+
+const APP_COLS: &str = "app_id, app_secret, kind, developer, bot, unit, scopes, tenants, login, \
+                        event_url, verification_token, encrypt_key";
 fn app_row(r: &Row) -> rusqlite::Result<App> {
     Ok(App {
         app_id: r.get(0)?,
@@ -344,6 +356,9 @@ fn app_row(r: &Row) -> rusqlite::Result<App> {
         scopes: json_col(r, 6)?,
         tenants: json_col(r, 7)?,
         login: json_col(r, 8)?,
+        event_url: r.get(9)?,
+        verification_token: r.get(10)?,
+        encrypt_key: r.get(11)?,
     })
 }
 
@@ -667,12 +682,15 @@ impl Store for SqliteStore {
                     V::Text(to_json(&a.scopes)),
                     V::Text(to_json(&a.tenants)),
                     V::Text(to_json(&a.login)),
+                    a.event_url.map_or(V::Null, V::Text),
+                    a.verification_token.map_or(V::Null, V::Text),
+                    a.encrypt_key.map_or(V::Null, V::Text),
                 ];
                 let sel = format!("SELECT {APP_COLS} FROM apps WHERE app_id = ?1");
-                let cur = current_row(c, &sel, &[&wanted[0]], 9);
+                let cur = current_row(c, &sel, &[&wanted[0]], 12);
                 upsert(c, &mut n, cur, wanted,
-                    "INSERT OR REPLACE INTO apps (app_id, app_secret, kind, developer, bot, unit, scopes, tenants, login) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?;
+                    &format!("INSERT OR REPLACE INTO apps ({APP_COLS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"))?;
             }
             Ok(n)
         })
@@ -711,14 +729,23 @@ impl Store for SqliteStore {
             let changed = c.execute(
                 "UPDATE apps SET bot = COALESCE(?2, bot), scopes = COALESCE(?3, scopes), \
                  tenants = COALESCE(?4, tenants), unit = COALESCE(?5, unit), \
-                 login = COALESCE(?6, login) WHERE app_id = ?1",
+                 login = COALESCE(?6, login), \
+                 event_url = CASE WHEN ?7 THEN ?8 ELSE event_url END, \
+                 verification_token = CASE WHEN ?9 THEN ?10 ELSE verification_token END, \
+                 encrypt_key = CASE WHEN ?11 THEN ?12 ELSE encrypt_key END WHERE app_id = ?1",
                 params![
                     id,
                     patch.bot,
                     patch.scopes.as_ref().map(to_json),
                     patch.tenants.as_ref().map(to_json),
                     patch.unit,
-                    patch.login.as_ref().map(to_json)
+                    patch.login.as_ref().map(to_json),
+                    patch.event_url.is_some(),
+                    patch.event_url.flatten(),
+                    patch.verification_token.is_some(),
+                    patch.verification_token.flatten(),
+                    patch.encrypt_key.is_some(),
+                    patch.encrypt_key.flatten(),
                 ],
             )?;
             if changed == 0 {
@@ -795,18 +822,13 @@ impl Store for SqliteStore {
         min_left_ms: i64,
     ) -> StoreResult<AppToken> {
         self.write(move |c| {
+            let tenant = candidate.tenant_key.clone().unwrap_or_default();
             let current = c
-                .prepare_cached(
-                    "SELECT token, app_id, expires_at FROM app_tokens WHERE app_id = ?1 \
-                     ORDER BY expires_at DESC LIMIT 1",
-                )?
-                .query_row([&candidate.app_id], |r| {
-                    Ok(AppToken {
-                        token: r.get(0)?,
-                        app_id: r.get(1)?,
-                        expires_at: r.get(2)?,
-                    })
-                })
+                .prepare_cached(&format!(
+                    "SELECT {APP_TOKEN_COLS} FROM app_tokens WHERE app_id = ?1 AND tenant_key = ?2 \
+                     ORDER BY expires_at DESC LIMIT 1"
+                ))?
+                .query_row([&candidate.app_id, &tenant], app_token_row)
                 .optional()?;
             if let Some(cur) = current {
                 if cur.expires_at - now >= min_left_ms {
@@ -814,12 +836,12 @@ impl Store for SqliteStore {
                 }
             }
             c.execute(
-                "DELETE FROM app_tokens WHERE app_id = ?1 AND expires_at <= ?2",
-                params![candidate.app_id, now],
+                "DELETE FROM app_tokens WHERE app_id = ?1 AND tenant_key = ?2 AND expires_at <= ?3",
+                params![candidate.app_id, tenant, now],
             )?;
             c.execute(
-                "INSERT INTO app_tokens (token, app_id, expires_at) VALUES (?1, ?2, ?3)",
-                params![candidate.token, candidate.app_id, candidate.expires_at],
+                "INSERT INTO app_tokens (token, app_id, tenant_key, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![candidate.token, candidate.app_id, tenant, candidate.expires_at],
             )?;
             Ok(candidate)
         })
@@ -828,15 +850,39 @@ impl Store for SqliteStore {
 
     async fn app_token(&self, token: &str) -> StoreResult<Option<AppToken>> {
         self.read(|c| {
-            c.prepare_cached("SELECT token, app_id, expires_at FROM app_tokens WHERE token = ?1")?
-                .query_row([token], |r| {
-                    Ok(AppToken {
-                        token: r.get(0)?,
-                        app_id: r.get(1)?,
-                        expires_at: r.get(2)?,
-                    })
-                })
-                .optional()
+            c.prepare_cached(&format!(
+                "SELECT {APP_TOKEN_COLS} FROM app_tokens WHERE token = ?1"
+            ))?
+            .query_row([token], app_token_row)
+            .optional()
+        })
+    }
+
+    async fn add_app_ticket(&self, app_id: &str, ticket: &str, now: i64) -> StoreResult<()> {
+        let (app_id, ticket) = (app_id.to_string(), ticket.to_string());
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO app_tickets (app_id, ticket, issued_at) VALUES (?1, ?2, ?3)",
+                params![app_id, ticket, now],
+            )?;
+            c.execute(
+                "DELETE FROM app_tickets WHERE app_id = ?1 AND seq NOT IN \
+                 (SELECT seq FROM app_tickets WHERE app_id = ?1 ORDER BY seq DESC LIMIT 2)",
+                [&app_id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn app_ticket_valid(&self, app_id: &str, ticket: &str) -> StoreResult<bool> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT 1 FROM app_tickets WHERE app_id = ?1 AND ticket = ?2")?
+                    .query_row([app_id, ticket], |_| Ok(()))
+                    .optional()?
+                    .is_some(),
+            )
         })
     }
 
@@ -1308,7 +1354,7 @@ impl Store for SqliteStore {
         self.write(|c| {
             c.execute_batch(
                 "DELETE FROM tenants; DELETE FROM users; DELETE FROM exchange_admins; \
-                 DELETE FROM exchange_scenarios; DELETE FROM apps; DELETE FROM app_tokens; \
+                 DELETE FROM exchange_scenarios; DELETE FROM apps; DELETE FROM app_tokens; DELETE FROM app_tickets; \
                  DELETE FROM user_tokens; DELETE FROM bindings; DELETE FROM binding_steps; \
                  DELETE FROM oauth_codes; DELETE FROM refresh_tokens;",
             )?;

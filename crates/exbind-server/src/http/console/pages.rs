@@ -12,8 +12,9 @@ use super::{
     back, badge, done, json_block, s, see_other, seg, signed_form, time, Console, Failure, Live,
     Nav, Page, Signed,
 };
-use crate::domain::scopes::{COLLECTION_ROUTE, ITEM_ROUTE};
 use crate::http::html::PageQuery;
+// The routes the journal and faults know.
+use crate::http::control::FAULT_ROUTES as ROUTES;
 use crate::http::ApiPath as Path;
 use crate::journal::Filter;
 
@@ -619,14 +620,6 @@ pub async fn requests(
         )),
     }))
 }
-
-/// The routes the journal and faults know.
-const ROUTES: [&str; 4] = [
-    COLLECTION_ROUTE,
-    ITEM_ROUTE,
-    "/open-apis/auth/v3/tenant_access_token/internal",
-    "/open-apis/auth/v3/app_access_token/internal",
-];
 
 pub async fn request(
     sg: Signed,

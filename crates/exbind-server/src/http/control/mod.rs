@@ -24,10 +24,11 @@ use crate::pipeline::bearer;
 use crate::seed::{self, SeedError};
 use crate::state::{AppState, SharedState};
 use crate::store::{AppPatch, UserPatch};
-use crate::tokens;
+use crate::{tickets, tokens};
 use exbind_api::accounts::fold;
 
 mod ops;
+pub(crate) use ops::FAULT_ROUTES;
 mod sync;
 
 const MAX_PAGE_SIZE: usize = 500;
@@ -289,6 +290,7 @@ fn app_view(a: &App) -> Value {
         "available_to": a.login.available_to,
         "auto_consent": a.login.auto_consent,
         "enabled": a.login.enabled,
+        "event_url": a.event_url,
     })
 }
 
@@ -329,6 +331,12 @@ struct AppPatchBody {
     available_to: Option<Option<Vec<String>>>,
     auto_consent: Option<bool>,
     enabled: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    event_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    verification_token: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    encrypt_key: Option<Option<String>>,
 }
 
 async fn patch_app(
@@ -395,6 +403,20 @@ async fn patch_app(
     for (field, reason) in seed::login_problems(&login) {
         err = err.field(&field, None, reason);
     }
+    if let Some(Some(url)) = &p.event_url {
+        if let Some(problem) = tickets::event_url_problem(url) {
+            err = err.field("event_url", Some(url.clone()), problem);
+        }
+    }
+    for (key, value) in [
+        ("verification_token", &p.verification_token),
+        ("encrypt_key", &p.encrypt_key),
+    ] {
+        if value.as_ref().is_some_and(|v| v.as_deref() == Some("")) {
+            // The value itself is a secret: never echoed.
+            err = err.field(key, None, "must not be empty");
+        }
+    }
     if !err.detail.field_violations.is_empty() {
         return Err(err);
     }
@@ -411,6 +433,9 @@ async fn patch_app(
         tenants: dedup(p.tenants),
         unit: p.unit,
         login: login_patched.then_some(login),
+        event_url: p.event_url,
+        verification_token: p.verification_token,
+        encrypt_key: p.encrypt_key,
     };
     let app = state
         .store

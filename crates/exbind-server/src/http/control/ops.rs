@@ -19,7 +19,7 @@ use crate::journal::Filter;
 use crate::state::SharedState;
 
 /// Routes a fault rule can name.
-const FAULT_ROUTES: [&str; 10] = [
+pub(crate) const FAULT_ROUTES: [&str; 13] = [
     COLLECTION_ROUTE,
     ITEM_ROUTE,
     "/open-apis/auth/v3/tenant_access_token/internal",
@@ -31,6 +31,9 @@ const FAULT_ROUTES: [&str; 10] = [
     oauth::ACCESS_ROUTE,
     oauth::REFRESH_ROUTE,
     oauth::USER_INFO_ROUTE,
+    "/open-apis/auth/v3/app_access_token",
+    "/open-apis/auth/v3/tenant_access_token",
+    "/open-apis/auth/v3/app_ticket/resend",
 ];
 
 pub fn routes() -> Router<SharedState> {
