@@ -829,6 +829,34 @@ async fn rows_that_fail_are_reported_with_their_documented_error() {
     )
     .await;
 
+    // Each bad row is named on stderr, with its line, not only in the report.
+    for want in [
+        "line 3: code 195106: ",
+        "line 8: code 190002: ",
+        "line 10: missing user_id",
+        "line 11: exchange_account \"not-an-address\": not an email address",
+        "line 12: admin_account \"exadmin errco@errco.example\": not an email address",
+        "line 13: missing exchange_account",
+    ] {
+        assert!(
+            out.stderr.contains(want),
+            "stderr names {want:?}:\n{}",
+            out.stderr
+        );
+    }
+    let named = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("line "))
+        .count();
+    assert_eq!(
+        named,
+        7 + 4,
+        "one line per failed or invalid row:\n{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("line 2:") && !out.stderr.contains("line 14:"));
+
     // The injected 190003s were retried: 2 of them, and then every row had its own answer.
     let posts = creates(&s).await;
     let internal = posts.iter().filter(|e| e["code"] == 190003).count();

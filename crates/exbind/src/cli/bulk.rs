@@ -248,7 +248,7 @@ fn read_rows(path: &Path, op: Op) -> Result<Rows, Failure> {
                 return Err(format!("missing {name}"));
             }
             match address_problem(&v) {
-                Some(p) => Err(format!("{name} {p}")),
+                Some(p) => Err(format!("{name} {v:?}: not an email address ({p})")),
                 None => Ok(v),
             }
         };
@@ -269,8 +269,9 @@ fn read_rows(path: &Path, op: Op) -> Result<Rows, Failure> {
             Op::Unbind => (|| {
                 let given = field(id);
                 if !given.is_empty() {
-                    exbind_client::decode_binding_id(&given)
-                        .map_err(|_| "exchange_binding_id is not a valid id".to_string())?;
+                    exbind_client::decode_binding_id(&given).map_err(|_| {
+                        format!("exchange_binding_id {given:?}: not a valid binding id")
+                    })?;
                     return Ok(Work::Unbind { id: given });
                 }
                 let a = address(admin, "admin_account")?;
@@ -314,6 +315,16 @@ impl<'a> LineIndex<'a> {
             at += 1;
         }
         self.newlines.partition_point(|&n| n < at) as u64 + 1
+    }
+}
+
+impl ReportRow {
+    /// The row as one line for stderr: `line 42: exchange_account "x": not an email address`.
+    fn line(&self) -> String {
+        match self.code {
+            Some(code) => format!("line {}: code {code}: {}", self.row, self.msg),
+            None => format!("line {}: {}", self.row, self.msg),
+        }
     }
 }
 
@@ -415,6 +426,10 @@ pub async fn run(cmd: BulkCommand) -> CmdResult {
         args.quota_per_minute,
     )))?;
     let (rows, mut report) = read_rows(&args.file, op)?;
+    // Named on stderr too: a skipped row should not need the report to be noticed.
+    for bad in &report {
+        eprintln!("{}", bad.line());
+    }
 
     let record_file = record_path(&args, op, &base_url);
     if args.fresh {
@@ -514,6 +529,9 @@ pub async fn run(cmd: BulkCommand) -> CmdResult {
                     row: Some(row.clone()),
                 })
                 .map_err(|e| format!("cannot write the resume record: {e}"))?;
+            if state != "ok" {
+                bar.suspend(|| eprintln!("{}", row.line()));
+            }
             let mut c = counts.lock().await;
             if state == "ok" {
                 c.0 += 1
