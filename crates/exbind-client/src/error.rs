@@ -28,7 +28,12 @@ impl ApiError {
         ApiError {
             status,
             code: v["code"].as_i64().unwrap_or(-1),
-            msg: v["msg"].as_str().unwrap_or_default().to_string(),
+            // The OAuth endpoint's flat errors say it in `error_description`.
+            msg: v["msg"]
+                .as_str()
+                .or_else(|| v["error_description"].as_str())
+                .unwrap_or_default()
+                .to_string(),
             log_id: log_id.or_else(|| {
                 detail
                     .as_ref()
@@ -54,6 +59,9 @@ pub enum Error {
     Transport(reqwest::Error),
     #[error("unexpected answer (HTTP {status}): {body}")]
     Decode { status: u16, body: String },
+    /// A login cannot go on (a bad base URL, no usable refresh token, …).
+    #[error("{0}")]
+    Login(String),
 }
 
 impl Error {
@@ -73,6 +81,7 @@ impl Error {
                 e.is_connect() || (resend_is_safe && (e.is_timeout() || e.is_request()))
             }
             Error::Decode { status, .. } => resend_is_safe && *status >= 500,
+            Error::Login(_) => false,
         }
     }
 

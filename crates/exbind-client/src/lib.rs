@@ -29,6 +29,7 @@
 //! ```
 
 mod error;
+pub mod oauth;
 mod quota;
 
 use std::sync::Arc;

@@ -43,6 +43,13 @@ enum Command {
     /// Drive the sync of an exbind server (control plane).
     #[command(subcommand)]
     Sync(cli::sync::SyncCommand),
+    /// Log in as a user in the browser (OAuth, PKCE) and store the tokens for the other
+    /// subcommands.
+    Login(cli::login::LoginArgs),
+    /// Show the user the stored login (or the given token) belongs to.
+    Whoami(cli::login::WhoamiArgs),
+    /// Forget the stored login for the base URL.
+    Logout(cli::login::LogoutArgs),
 }
 
 fn main() {
@@ -55,6 +62,9 @@ fn main() {
         Command::Bulk(c) => cli::run(cli::bulk::run(c)),
         Command::Watch(a) => cli::run(cli::watch::run(a)),
         Command::Sync(c) => cli::run(cli::sync::run(c)),
+        Command::Login(a) => cli::run(cli::login::login(a)),
+        Command::Whoami(a) => cli::run(cli::login::whoami(a)),
+        Command::Logout(a) => cli::run(cli::login::logout(a)),
     };
     std::process::exit(code);
 }

@@ -16,6 +16,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, Semaphore};
 
+use super::login::Auth;
 use super::{CmdResult, Conn, Failure};
 
 #[derive(Debug, clap::Subcommand)]
@@ -369,16 +370,23 @@ fn row_from(line: u64, result: Result<(Option<String>, String), Error>, id: Stri
 /// Does one row. `interrupted`: the row was in flight when an earlier run stopped.
 async fn do_row(
     client: &Client,
-    token: &str,
+    auth: &Auth,
     uid: UserIdType,
     work: &Work,
     interrupted: bool,
 ) -> Result<(Option<String>, String), Error> {
     let id = work.binding_id();
+    let get = |id: &str| {
+        let id = id.to_string();
+        auth.run(move |t| {
+            let id = id.clone();
+            async move { client.get_binding(&t, &id, uid).await }
+        })
+    };
     match work {
         Work::Bind(req) => {
             if interrupted {
-                if let Ok(r) = client.get_binding(token, &id, uid).await {
+                if let Ok(r) = get(&id).await {
                     if r.data.user_id == req.user_id {
                         return Ok((
                             r.log_id,
@@ -387,12 +395,14 @@ async fn do_row(
                     }
                 }
             }
-            let r = client.create_binding(token, req, uid).await?;
+            let r = auth
+                .run(|t| async move { client.create_binding(&t, req, uid).await })
+                .await?;
             Ok((r.log_id, format!("bound, status {}", r.data.status)))
         }
         Work::Unbind { id } => {
             if interrupted {
-                if let Err(Error::Api(a)) = client.get_binding(token, id, uid).await {
+                if let Err(Error::Api(a)) = get(id).await {
                     if a.code == 195103 {
                         return Ok((
                             a.log_id,
@@ -401,7 +411,10 @@ async fn do_row(
                     }
                 }
             }
-            match client.delete_binding(token, id).await {
+            match auth
+                .run(|t| async move { client.delete_binding(&t, id).await })
+                .await
+            {
                 Ok(r) => Ok((r.log_id, "unbound".into())),
                 // The interrupted run's delete may still have been committing when we looked.
                 Err(Error::Api(a)) if interrupted && a.code == 195103 => Ok((
@@ -420,11 +433,11 @@ pub async fn run(cmd: BulkCommand) -> CmdResult {
         BulkCommand::Unbind(a) => (Op::Unbind, a),
     };
     let base_url = args.conn.base_url()?;
-    let token = args.conn.user_token()?;
     let client = args.conn.client(Some(Quota::new(
         args.quota_per_second,
         args.quota_per_minute,
     )))?;
+    let auth = args.conn.auth(&client).await?;
     let (rows, mut report) = read_rows(&args.file, op)?;
     // Named on stderr too: a skipped row should not need the report to be noticed.
     for bad in &report {
@@ -492,9 +505,9 @@ pub async fn run(cmd: BulkCommand) -> CmdResult {
             p = permits.clone().acquire_owned() => p.expect("semaphore open"),
             _ = &mut ctrl_c => { interrupted = true; break; }
         };
-        let (client, token, record, bar, counts) = (
+        let (client, auth, record, bar, counts) = (
             client.clone(),
-            token.clone(),
+            auth.clone(),
             record.clone(),
             bar.clone(),
             counts.clone(),
@@ -510,7 +523,7 @@ pub async fn run(cmd: BulkCommand) -> CmdResult {
             if let Err(e) = record.lock().await.append(&sent) {
                 return Err(format!("cannot write the resume record: {e}"));
             }
-            let result = do_row(&client, &token, uid, &work, was_in_flight).await;
+            let result = do_row(&client, &auth, uid, &work, was_in_flight).await;
             // A transport failure leaves it unknown whether the call went through: the row
             // stays in flight, so a later run checks before it calls again.
             let unknown = matches!(&result, Err(Error::Transport(_)));

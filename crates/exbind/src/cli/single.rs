@@ -61,14 +61,15 @@ fn show(r: &Reply<Binding>, json: bool) {
 
 pub async fn bind(a: BindArgs) -> CmdResult {
     let client = a.conn.client(None)?;
-    let token = a.conn.user_token()?;
+    let auth = a.conn.auth(&client).await?;
     let req = CreateBinding {
         admin_account: a.admin_account,
         exchange_account: a.exchange_account,
         user_id: a.user_id,
     };
-    let r = client
-        .create_binding(&token, &req, a.user_id_type)
+    let (c, req, uid) = (&client, &req, a.user_id_type);
+    let r = auth
+        .run(|t| async move { c.create_binding(&t, req, uid).await })
         .await
         .map_err(|e| Failure::client(e, a.conn.json))?;
     show(&r, a.conn.json);
@@ -77,9 +78,10 @@ pub async fn bind(a: BindArgs) -> CmdResult {
 
 pub async fn get(a: GetArgs) -> CmdResult {
     let client = a.conn.client(None)?;
-    let token = a.conn.user_token()?;
-    let r = client
-        .get_binding(&token, &a.id, a.user_id_type)
+    let auth = a.conn.auth(&client).await?;
+    let (c, id, uid) = (&client, &a.id, a.user_id_type);
+    let r = auth
+        .run(|t| async move { c.get_binding(&t, id, uid).await })
         .await
         .map_err(|e| Failure::client(e, a.conn.json))?;
     show(&r, a.conn.json);
@@ -88,9 +90,10 @@ pub async fn get(a: GetArgs) -> CmdResult {
 
 pub async fn unbind(a: UnbindArgs) -> CmdResult {
     let client = a.conn.client(None)?;
-    let token = a.conn.user_token()?;
-    let r = client
-        .delete_binding(&token, &a.id)
+    let auth = a.conn.auth(&client).await?;
+    let (c, id) = (&client, &a.id);
+    let r = auth
+        .run(|t| async move { c.delete_binding(&t, id).await })
         .await
         .map_err(|e| Failure::client(e, a.conn.json))?;
     if a.conn.json {

@@ -62,10 +62,10 @@ pub async fn run(a: WatchArgs) -> CmdResult {
     if ids.is_empty() {
         return Err(Failure::usage("nothing to watch: give ids or --report"));
     }
-    let token = a.conn.user_token()?;
     let client = a
         .conn
         .client(Some(Quota::new(a.quota_per_second, a.quota_per_minute)))?;
+    let auth = a.conn.auth(&client).await?;
     let bar = if a.no_progress {
         ProgressBar::with_draw_target(Some(ids.len() as u64), ProgressDrawTarget::hidden())
     } else {
@@ -95,7 +95,11 @@ pub async fn run(a: WatchArgs) -> CmdResult {
             break;
         }
         for id in pending {
-            let st = match client.get_binding(&token, &id, UserIdType::OpenId).await {
+            let (c, i) = (&client, &id);
+            let st = match auth
+                .run(|t| async move { c.get_binding(&t, i, UserIdType::OpenId).await })
+                .await
+            {
                 Ok(r) => State {
                     exchange_binding_id: id.clone(),
                     status: r.data.status.to_string(),

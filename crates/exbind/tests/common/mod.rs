@@ -1470,6 +1470,8 @@ pub fn cli_command(args: &[&str]) -> Command {
         "FEISHU_USER_ACCESS_TOKEN",
         "EXBIND_CONFIG",
         "EXBIND_ADMIN_TOKEN",
+        "EXBIND_APP_ID",
+        "EXBIND_APP_SECRET",
         "RUST_LOG",
     ] {
         cmd.env_remove(k);
