@@ -4,87 +4,14 @@
 //! config file.
 mod common;
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use reqwest::Url;
 use serde_json::json;
-
-/// A CLI command with its own config directory.
-fn cmd(xdg: &Path, args: &[&str]) -> Command {
-    let mut c = cli_command(args);
-    c.env("XDG_CONFIG_HOME", xdg);
-    c
-}
-
-/// `exbind login --no-browser …` running, with the URL it printed.
-struct Login {
-    child: Child,
-    url: Url,
-    stderr: std::sync::mpsc::Receiver<String>,
-}
-
-impl Login {
-    fn start(xdg: &Path, base: &str, extra: &[&str]) -> Login {
-        let mut args = vec![
-            "login",
-            "--no-browser",
-            "--base-url",
-            base,
-            "--app-id",
-            "cli_acme",
-            "--app-secret",
-            "acme-secret",
-        ];
-        args.extend_from_slice(extra);
-        let mut child = cmd(xdg, &args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, stderr) = std::sync::mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let first = stderr.recv_timeout(PATIENCE).expect("a line on stderr");
-        let url = first
-            .strip_prefix("Open this URL to log in: ")
-            .unwrap_or_else(|| panic!("the URL line, got {first:?}"));
-        Login {
-            child,
-            url: Url::parse(url).unwrap(),
-            stderr,
-        }
-    }
-
-    fn query(&self) -> HashMap<String, String> {
-        self.url.query_pairs().into_owned().collect()
-    }
-
-    /// Waits for the exit; returns the status, stdout and the rest of stderr.
-    fn finish(mut self) -> (Option<i32>, String, String) {
-        let status = self.child.wait().unwrap();
-        let mut out = String::new();
-        std::io::Read::read_to_string(&mut self.child.stdout.take().unwrap(), &mut out).unwrap();
-        let err: Vec<String> = self.stderr.try_iter().collect();
-        (status.code(), out, err.join("\n"))
-    }
-}
-
-impl Drop for Login {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn credentials(xdg: &Path) -> PathBuf {
     xdg.join("exbind/credentials.toml")
@@ -123,7 +50,7 @@ fn run(c: Command) -> CliOut {
 async fn login_asks_with_pkce_and_state_and_refuses_an_answer_with_another_state() {
     let s = Server::basic();
     let xdg = tempfile::tempdir().unwrap();
-    let login = Login::start(xdg.path(), &s.base, &[]);
+    let login = CliLogin::start(xdg.path(), &s.base, &[]);
     assert_eq!(login.url.origin().ascii_serialization(), s.base);
     assert_eq!(login.url.path(), "/open-apis/authen/v1/authorize");
     let q = login.query();
@@ -184,7 +111,7 @@ async fn feishu_and_lark_logins_go_to_their_accounts_hosts() {
         ("https://open.feishu.cn", "accounts.feishu.cn"),
         ("https://open.larksuite.com", "accounts.larksuite.com"),
     ] {
-        let login = Login::start(xdg.path(), base, &["--scope", "offline_access"]);
+        let login = CliLogin::start(xdg.path(), base, &["--scope", "offline_access"]);
         assert_eq!(login.url.scheme(), "https");
         assert_eq!(login.url.host_str(), Some(host));
         assert_eq!(login.url.path(), "/open-apis/authen/v1/authorize");
@@ -195,7 +122,7 @@ async fn feishu_and_lark_logins_go_to_their_accounts_hosts() {
 #[tokio::test]
 async fn login_needs_an_app() {
     let xdg = tempfile::tempdir().unwrap();
-    let out = run(cmd(xdg.path(), &["login", "--no-browser"]));
+    let out = run(cli_in(xdg.path(), &["login", "--no-browser"]));
     assert_eq!(out.code, Some(2), "{out:#?}");
     assert!(out.stderr.contains("--app-id"), "{out:#?}");
 }
@@ -210,7 +137,7 @@ async fn a_stored_login_is_used_last_after_flag_environment_and_config() {
     let get = |extra: &[&str]| {
         let mut args = vec!["get", id.as_str(), "--json"];
         args.extend_from_slice(extra);
-        cmd(xdg.path(), &args)
+        cli_in(xdg.path(), &args)
     };
 
     // No token given and no base URL: the stored login's base URL and token.
@@ -239,7 +166,7 @@ async fn a_stored_login_is_used_last_after_flag_environment_and_config() {
     assert!(out.stderr.contains("run exbind login"), "{out:#?}");
 
     // Logout forgets it; the file stays owner-only.
-    let out = run(cmd(xdg.path(), &["logout", "--base-url", &s.base]));
+    let out = run(cli_in(xdg.path(), &["logout", "--base-url", &s.base]));
     out.success();
     assert!(out.stdout.contains("logged out of"), "{out:#?}");
     let mode = std::fs::metadata(credentials(xdg.path()))
@@ -247,7 +174,7 @@ async fn a_stored_login_is_used_last_after_flag_environment_and_config() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-    let out = run(cmd(xdg.path(), &["logout", "--base-url", &s.base]));
+    let out = run(cli_in(xdg.path(), &["logout", "--base-url", &s.base]));
     assert_eq!(out.code, Some(1), "{out:#?}");
     assert!(out.stderr.contains("not logged in"), "{out:#?}");
 }
@@ -259,7 +186,7 @@ async fn a_stored_login_that_cannot_be_refreshed_says_run_exbind_login() {
     // Expired, with no refresh token.
     let token = s.mint("cli_acme", "acme", "boss").await;
     store_login(xdg.path(), &s.base, &token, now_s() - 10, None);
-    let out = run(cmd(xdg.path(), &["get", DOC_ID, "--base-url", &s.base]));
+    let out = run(cli_in(xdg.path(), &["get", DOC_ID, "--base-url", &s.base]));
     assert_eq!(out.code, Some(1), "{out:#?}");
     assert!(
         out.stderr
@@ -283,8 +210,183 @@ async fn a_stored_login_that_cannot_be_refreshed_says_run_exbind_login() {
         now_s() + 3600,
         Some("ur-no-such-refresh-token"),
     );
-    let out = run(cmd(xdg.path(), &["get", DOC_ID, "--base-url", &s.base]));
+    let out = run(cli_in(xdg.path(), &["get", DOC_ID, "--base-url", &s.base]));
     assert_eq!(out.code, Some(1), "{out:#?}");
     assert!(out.stderr.contains("cannot be refreshed"), "{out:#?}");
+    assert!(out.stderr.contains("run exbind login"), "{out:#?}");
+}
+
+/// `BASIC_SEED`'s tenant with an app that allows refresh tokens (`offline_access`).
+const LOGIN_SEED: &str = r#"
+[[tenants]]
+tenant_key = "acme"
+
+[[tenants.users]]
+user_id = "boss"
+name = "Boss"
+email = "boss@acme.example"
+super_admin = true
+
+[[tenants.exchange_admins]]
+account = "exadmin@acme.example"
+
+[[apps]]
+app_id = "cli_acme"
+app_secret = "acme-secret"
+tenants = ["acme"]
+scopes = ["calendar:calendar", "calendar:calendar:readonly", "contact:user.email:readonly",
+          "offline_access"]
+"#;
+
+fn stored_field(xdg: &Path, key: &str) -> toml::Value {
+    let doc: toml::Table = std::fs::read_to_string(credentials(xdg))
+        .unwrap()
+        .parse()
+        .unwrap();
+    doc["logins"][0][key].clone()
+}
+
+/// Rewrites the stored login's local expiry.
+fn set_stored_expiry(xdg: &Path, expires_at: i64) {
+    let mut doc: toml::Table = std::fs::read_to_string(credentials(xdg))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let logins = doc.get_mut("logins").unwrap().as_array_mut().unwrap();
+    logins[0]
+        .as_table_mut()
+        .unwrap()
+        .insert("expires_at".into(), expires_at.into());
+    std::fs::write(credentials(xdg), toml::to_string(&doc).unwrap()).unwrap();
+}
+
+/// Completes a running `exbind login` with a code for `boss` from the control plane (a code
+/// exactly like the authorize page's), bound to the login's redirect URI and PKCE challenge,
+/// delivered to the loopback listener as the browser would. Returns the listener's page.
+async fn complete_with_a_code(s: &Server, login: &CliLogin) -> String {
+    let q = login.query();
+    let r = s
+        .admin(
+            reqwest::Method::POST,
+            "/_exbind/v1/oauth/codes",
+            Some(
+                &json!({"app_id": "cli_acme", "tenant_key": "acme", "user_id": "boss",
+                         "redirect_uri": q["redirect_uri"], "code_challenge": q["code_challenge"],
+                         "code_challenge_method": "S256"}),
+            ),
+        )
+        .await;
+    r.assert(200, 0);
+    let code = r.body["data"]["code"].as_str().unwrap();
+    reqwest::Client::new()
+        .get(&q["redirect_uri"])
+        .query(&[("code", code), ("state", &q["state"])])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_login_is_stored_used_refreshed_and_forgotten() {
+    let s = Server::builder()
+        .seed(LOGIN_SEED)
+        .args(&["--token-ttl", "3"])
+        .start();
+    let xdg = tempfile::tempdir().unwrap();
+    let login = CliLogin::start(xdg.path(), &s.base, &[]);
+    let page = complete_with_a_code(&s, &login).await;
+    assert!(
+        page.contains("Logged in") && page.contains("You may close this page"),
+        "{page}"
+    );
+    let (code, out, err) = tokio::task::spawn_blocking(move || login.finish())
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.contains(&format!(
+            "logged in to {} as Boss with app cli_acme",
+            s.base
+        )),
+        "{out}"
+    );
+
+    let mode = std::fs::metadata(credentials(xdg.path()))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the credentials are the owner's only");
+    let first = stored_field(xdg.path(), "access_token");
+    assert!(
+        first.as_str().unwrap().starts_with("eyJ"),
+        "a v2 (JWT) token: {first}"
+    );
+    let refresh = stored_field(xdg.path(), "refresh_token");
+    assert!(
+        refresh.as_str().is_some(),
+        "offline_access brings a refresh token"
+    );
+
+    // whoami and get use it; the base URL comes from the stored login too. The token lives
+    // 3 s, less than the minute of margin: each run refreshes it first.
+    let out = run(cli_in(xdg.path(), &["whoami"]));
+    out.success();
+    assert!(
+        out.stdout.contains("Boss") && out.stdout.contains("cli_acme"),
+        "{out:#?}"
+    );
+    let id = binding_id(ACME_ADMIN, "nobody@acme.example");
+    let out = run(cli_in(xdg.path(), &["get", &id, "--json"]));
+    assert_eq!(out.json()["code"], 195103, "{out:#?}");
+    let second = stored_field(xdg.path(), "access_token");
+    assert_ne!(second, first, "refreshed");
+    assert_ne!(
+        stored_field(xdg.path(), "refresh_token"),
+        refresh,
+        "a new refresh token"
+    );
+
+    // A token the server finds expired though the file says it is fresh: the call answers
+    // 99991677, the token is refreshed and the call made again.
+    std::thread::sleep(Duration::from_secs(4));
+    set_stored_expiry(xdg.path(), now_s() + 3600);
+    let out = run(cli_in(xdg.path(), &["get", &id, "--json"]));
+    assert_eq!(out.json()["code"], 195103, "{out:#?}");
+    assert_ne!(
+        stored_field(xdg.path(), "access_token"),
+        second,
+        "refreshed on 99991677"
+    );
+    let refreshes = s
+        .journal_entries("route=/open-apis/authen/v2/oauth/token&code=0")
+        .await;
+    assert_eq!(
+        refreshes.len(),
+        1 + 3,
+        "the exchange, and the refreshes of whoami, get and the 99991677: {refreshes:#?}"
+    );
+
+    // Revoked with its grant: refresh is impossible, and the error says what to do.
+    let token = stored_field(xdg.path(), "access_token");
+    s.admin(
+        reqwest::Method::POST,
+        "/_exbind/v1/user_access_tokens/revoke",
+        Some(&json!({"access_token": token.as_str().unwrap()})),
+    )
+    .await
+    .assert(200, 0);
+    let out = run(cli_in(xdg.path(), &["get", &id]));
+    assert_eq!(out.code, Some(1), "{out:#?}");
+    assert!(
+        out.stderr.contains("cannot be refreshed") && out.stderr.contains("run exbind login"),
+        "{out:#?}"
+    );
+
+    run(cli_in(xdg.path(), &["logout"])).success();
+    let out = run(cli_in(xdg.path(), &["whoami", "--base-url", &s.base]));
+    assert_eq!(out.code, Some(2), "{out:#?}");
     assert!(out.stderr.contains("run exbind login"), "{out:#?}");
 }

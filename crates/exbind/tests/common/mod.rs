@@ -1481,6 +1481,77 @@ pub fn cli_command(args: &[&str]) -> Command {
     cmd
 }
 
+/// A CLI command with its own config directory.
+pub fn cli_in(xdg: &Path, args: &[&str]) -> Command {
+    let mut c = cli_command(args);
+    c.env("XDG_CONFIG_HOME", xdg);
+    c
+}
+
+/// `exbind login --no-browser --app-id cli_acme …` running, with the URL it printed.
+pub struct CliLogin {
+    child: Child,
+    pub url: reqwest::Url,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl CliLogin {
+    pub fn start(xdg: &Path, base: &str, extra: &[&str]) -> CliLogin {
+        let mut args = vec![
+            "login",
+            "--no-browser",
+            "--base-url",
+            base,
+            "--app-id",
+            "cli_acme",
+            "--app-secret",
+            "acme-secret",
+        ];
+        args.extend_from_slice(extra);
+        let mut child = cli_in(xdg, &args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, stderr) = std::sync::mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first = stderr.recv_timeout(PATIENCE).expect("a line on stderr");
+        let url = first
+            .strip_prefix("Open this URL to log in: ")
+            .unwrap_or_else(|| panic!("the URL line, got {first:?}"));
+        CliLogin {
+            child,
+            url: reqwest::Url::parse(url).unwrap(),
+            stderr,
+        }
+    }
+
+    pub fn query(&self) -> std::collections::HashMap<String, String> {
+        self.url.query_pairs().into_owned().collect()
+    }
+
+    /// Waits for the exit; returns the status, stdout and the rest of stderr.
+    pub fn finish(mut self) -> (Option<i32>, String, String) {
+        let status = self.child.wait().unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut self.child.stdout.take().unwrap(), &mut out).unwrap();
+        let err: Vec<String> = self.stderr.try_iter().collect();
+        (status.code(), out, err.join("\n"))
+    }
+}
+
+impl Drop for CliLogin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs a CLI command to its exit (at most `timeout`).
 pub fn cli_run(cmd: Command, timeout: Duration) -> CliOut {
     let (status, stdout, stderr) = run_to_exit(cmd, timeout);
