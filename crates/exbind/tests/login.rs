@@ -369,6 +369,44 @@ async fn a_login_is_stored_used_refreshed_and_forgotten() {
         "the exchange, and the refreshes of whoami, get and the 99991677: {refreshes:#?}"
     );
 
+    // A bulk run whose four workers all meet the expired token at once refreshes it once:
+    // a refresh token is single use.
+    std::thread::sleep(Duration::from_secs(4));
+    set_stored_expiry(xdg.path(), now_s() + 3600);
+    let csv = xdg.path().join("ids.csv");
+    let ids: Vec<String> = (0..8)
+        .map(|n| binding_id(ACME_ADMIN, &format!("nobody{n}@acme.example")))
+        .collect();
+    std::fs::write(&csv, format!("exchange_binding_id\n{}\n", ids.join("\n"))).unwrap();
+    let out = run(cli_in(
+        xdg.path(),
+        &[
+            "bulk",
+            "unbind",
+            csv.to_str().unwrap(),
+            "--concurrency",
+            "4",
+            "--no-progress",
+            "--json",
+        ],
+    ));
+    let summary = out.json();
+    assert_eq!(summary["failed"], 8, "{out:#?}");
+    let report = std::fs::read_to_string(xdg.path().join("ids.csv.unbind-report.csv")).unwrap();
+    assert_eq!(
+        report.matches("195103").count(),
+        8,
+        "every row reached the API: {report}"
+    );
+    let after = s
+        .journal_entries("route=/open-apis/authen/v2/oauth/token&code=0")
+        .await;
+    assert_eq!(
+        after.len(),
+        refreshes.len() + 1,
+        "one refresh for the whole run"
+    );
+
     // Revoked with its grant: refresh is impossible, and the error says what to do.
     let token = stored_field(xdg.path(), "access_token");
     s.admin(
