@@ -32,6 +32,7 @@ pub struct LoginArgs {
     /// The app to log in with (its redirect URIs must allow http://127.0.0.1:PORT/callback).
     #[arg(long, env = "EXBIND_APP_ID")]
     app_id: Option<String>,
+    /// The app's secret: the code exchange and every refresh need it (stored with the tokens).
     #[arg(long, env = "EXBIND_APP_SECRET", hide_env_values = true)]
     app_secret: Option<String>,
     /// Space-separated scopes to ask for; default: none named (every scope of the app).
