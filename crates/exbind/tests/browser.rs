@@ -1,6 +1,7 @@
 //! The browser-test harness itself (`tests/browser/lib.mjs`): Debian's chromium headless
 //! through Playwright loads the server's stylesheet, the shared layout passes axe-core at
 //! phone and desktop width, screenshots are saved, and requests to other hosts are caught.
+//! And `exbind login` completed by that browser (`tests/browser/cli_login.mjs`).
 mod common;
 
 use common::*;
@@ -35,5 +36,49 @@ async fn the_authorize_flow_in_a_browser_from_the_link_to_the_redirect() {
             let png = screenshot_dir("authorize_flow").join(format!("{page}-{width}.png"));
             assert!(png.exists(), "{}", png.display());
         }
+    }
+}
+
+/// `exbind login --no-browser` against a real server, its URL completed in Chromium (account,
+/// Authorize, the redirect to the CLI's listener); then `exbind whoami` and `exbind get`
+/// with the stored login.
+#[tokio::test]
+async fn exbind_login_completed_by_a_real_browser() {
+    let s = Server::basic();
+    let xdg = tempfile::tempdir().unwrap();
+    let login = CliLogin::start(xdg.path(), &s.base, &[]);
+    let out = browser_test(
+        "cli_login",
+        &s,
+        &[
+            ("LOGIN_URL", login.url.as_str()),
+            ("LOGIN_USER", "acme/boss"),
+        ],
+    )
+    .await;
+    assert!(out.contains("cli_login: ok"), "{out}");
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || login.finish())
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("as Boss with app cli_acme"), "{stdout}");
+    let run = |args: &[&str]| cli_run(cli_in(xdg.path(), args), std::time::Duration::from_secs(60));
+    let who = run(&["whoami"]);
+    who.success();
+    assert!(who.stdout.contains("Boss"), "{who:#?}");
+    let id = binding_id(ACME_ADMIN, "nobody@acme.example");
+    let got = run(&["get", &id, "--json"]);
+    assert_eq!(
+        got.json()["code"],
+        195103,
+        "the stored login was used: {got:#?}"
+    );
+    for name in ["cli-login-account", "cli-login-consent", "cli-login-done"] {
+        assert!(
+            screenshot_dir("cli_login")
+                .join(format!("{name}.png"))
+                .exists(),
+            "{name}"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! `exbind login`, `whoami`, `logout` and the stored login (oauth.md §6): the authorize URL
-//! with PKCE and state, the loopback redirect and its checks, the credentials file, and the
-//! stored login used (and refreshed) by the client subcommands, after flag, environment and
-//! config file.
+//! with PKCE and state, completed through the authorize pages by their form contract; the
+//! loopback redirect and its checks, the credentials file, and the stored login used (and
+//! refreshed) by the client subcommands, after flag, environment and config file.
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
@@ -287,6 +287,87 @@ async fn complete_with_a_code(s: &Server, login: &CliLogin) -> String {
         .text()
         .await
         .unwrap()
+}
+
+/// The value of the page's hidden `request` input (the form contract of oauth.md §2).
+fn request_handle(page: &str) -> String {
+    let at = page
+        .find("name=\"request\"")
+        .unwrap_or_else(|| panic!("a hidden request input: {page}"));
+    let tag_start = page[..at].rfind('<').unwrap();
+    let tag = &page[tag_start..tag_start + page[tag_start..].find('>').unwrap()];
+    let v = &tag[tag.find("value=\"").expect("its value") + 7..];
+    v[..v.find('"').unwrap()].to_string()
+}
+
+/// Completes a running `exbind login` as a user's browser would, by the pages' form
+/// contract: the authorize URL, the account `acme/boss`, Authorize, and the redirect back
+/// to the loopback listener. Returns the page the listener answered.
+async fn complete_through_the_pages(s: &Server, login: &CliLogin) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = s.url("/open-apis/authen/v1/authorize");
+    let page = http.get(login.url.clone()).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("value=\"acme/boss\""),
+        "the account is offered: {page}"
+    );
+    let consent = http
+        .post(&form)
+        .form(&[
+            ("request", request_handle(&page).as_str()),
+            ("user", "acme/boss"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(consent.status(), 200);
+    let consent = consent.text().await.unwrap();
+    assert!(
+        consent.contains("value=\"allow\""),
+        "the consent step: {consent}"
+    );
+    let done = http
+        .post(&form)
+        .form(&[
+            ("request", request_handle(&consent).as_str()),
+            ("decision", "allow"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 302, "{:?}", done.text().await);
+    let back = done.headers()["location"].to_str().unwrap().to_string();
+    assert!(back.starts_with(&login.query()["redirect_uri"]), "{back}");
+    http.get(back).send().await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_login_completed_through_the_authorize_pages_over_http() {
+    let s = Server::builder().seed(LOGIN_SEED).start();
+    let xdg = tempfile::tempdir().unwrap();
+    let login = CliLogin::start(xdg.path(), &s.base, &[]);
+    let page = complete_through_the_pages(&s, &login).await;
+    assert!(
+        page.contains("Logged in") && page.contains("You may close this page"),
+        "{page}"
+    );
+    let (code, out, err) = tokio::task::spawn_blocking(move || login.finish())
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let who = run(cli_in(xdg.path(), &["whoami"]));
+    who.success();
+    assert!(who.stdout.contains("Boss"), "{who:#?}");
+    let id = binding_id(ACME_ADMIN, "nobody@acme.example");
+    assert_eq!(
+        run(cli_in(xdg.path(), &["get", &id, "--json"])).json()["code"],
+        195103
+    );
 }
 
 #[tokio::test]
