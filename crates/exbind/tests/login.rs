@@ -217,7 +217,7 @@ async fn a_stored_login_that_cannot_be_refreshed_says_run_exbind_login() {
 }
 
 /// `BASIC_SEED`'s tenant with an app that allows refresh tokens (`offline_access`).
-const LOGIN_SEED: &str = r#"
+const CLI_LOGIN_SEED: &str = r#"
 [[tenants]]
 tenant_key = "acme"
 
@@ -348,7 +348,7 @@ async fn complete_through_the_pages(s: &Server, login: &CliLogin) -> String {
 
 #[tokio::test]
 async fn a_login_completed_through_the_authorize_pages_over_http() {
-    let s = Server::builder().seed(LOGIN_SEED).start();
+    let s = Server::builder().seed(CLI_LOGIN_SEED).start();
     let xdg = tempfile::tempdir().unwrap();
     let login = CliLogin::start(xdg.path(), &s.base, &[]);
     let page = complete_through_the_pages(&s, &login).await;
@@ -373,7 +373,7 @@ async fn a_login_completed_through_the_authorize_pages_over_http() {
 #[tokio::test]
 async fn a_login_is_stored_used_refreshed_and_forgotten() {
     let s = Server::builder()
-        .seed(LOGIN_SEED)
+        .seed(CLI_LOGIN_SEED)
         .args(&["--token-ttl", "3"])
         .start();
     let xdg = tempfile::tempdir().unwrap();
