@@ -90,12 +90,28 @@ async fn the_sync_engine_s_steps_are_events_too() {
         "alice",
     )
     .await;
-    let mut seen = Vec::new();
-    while seen.last().map(String::as_str) != Some("done") {
+    // A late engine steps over several stages in one change (one event, from where it was):
+    // the events chain up from the create to `done`, and the history holds every stage.
+    let created = ev.until(|name, _| name == "binding").await;
+    assert_eq!(
+        (&created["action"], &created["status"]),
+        (&json!("created"), &json!("doing"))
+    );
+    let mut at = "doing".to_string();
+    while at != "done" {
         let d = ev.until(|name, _| name == "binding").await;
-        seen.push(d["status"].as_str().unwrap().to_string());
+        assert_eq!(
+            d["from"],
+            at.as_str(),
+            "each change starts where the last ended: {d}"
+        );
+        at = d["status"].as_str().unwrap().to_string();
     }
-    assert_eq!(seen, ["doing", "cal_done", "timespan_done", "done"]);
+    let row = s.wait_binding("acme", &ID(), "done").await;
+    assert_eq!(
+        history_statuses(&row),
+        ["doing", "cal_done", "timespan_done", "done"]
+    );
 }
 
 #[tokio::test]
