@@ -523,6 +523,17 @@ async fn random_bytes_for_a_request_get_a_json_answer_or_a_close() {
         answered > 150,
         "only {answered} of the inputs were answered"
     );
+    // Garbage after a good request on the same connection: the good one answered, then the
+    // garbage with the envelope.
+    let got = exchange(
+        &s.addr(),
+        b"GET /_exbind/healthz HTTP/1.1\r\nHost: x\r\n\r\n\x00GARBAGE\r\n\r\n",
+    )
+    .await;
+    let a = answers(&got);
+    assert_eq!(a.len(), 2, "{}", String::from_utf8_lossy(&got));
+    assert_eq!((a[0].status, &a[0].body["code"]), (200, &json!(0)));
+    assert_envelope(&a[1], 400, 190002);
     let grown = s.rss_kib().saturating_sub(before);
     assert!(grown < 16 * 1024, "resident memory grew by {grown} KiB");
     still_serving(&s).await;
