@@ -145,3 +145,19 @@ async fn a_signed_out_session_stays_out_after_a_restart() {
     let page = s.raw_with("GET", "/_exbind/console/", &[("Cookie", &kept)], b"");
     assert_eq!(page.status(), 200);
 }
+
+/// Found by fuzzing: a console path whose tenant key is empty asked the control plane for a
+/// path of no route, whose empty answer the console reported as 502 "did not answer".
+#[tokio::test]
+async fn a_console_path_with_an_empty_tenant_key_is_not_found() {
+    let s = Server::full();
+    let (session, _) = sign_in(&s, "/_exbind/console/");
+    for path in [
+        "/_exbind/console/tenants//bindings",
+        "/_exbind/console/tenants/",
+    ] {
+        let r = s.raw_with("GET", path, &[("Cookie", &session)], b"");
+        assert_eq!(r.status(), 404, "{path}: {}", r.body);
+        assert_eq!(r.exact("Content-Type").unwrap(), "text/html; charset=utf-8");
+    }
+}

@@ -61,12 +61,18 @@ pub fn service(state: SharedState) -> Frame {
         .merge(health::routes())
         .merge(html::routes())
         .merge(events::routes())
-        .merge(console::routes(&state))
-        .fallback(|| async { ApiError::new(ErrorCode::ResourceNotFound) })
-        .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
+        .merge(console::routes(&state));
+    let router = with_fallbacks(router)
         .route_layer(tower::layer::layer_fn(RecordRoute))
         .with_state(state.clone());
     Frame { router, state }
+}
+
+/// The documented answers to a path no route matches and to a method a route does not take.
+pub(crate) fn with_fallbacks(router: Router<SharedState>) -> Router<SharedState> {
+    router
+        .fallback(|| async { ApiError::new(ErrorCode::ResourceNotFound) })
+        .method_not_allowed_fallback(|| async { ApiError::new(ErrorCode::MethodNotAllowed) })
 }
 
 /// The matched route template, carried to `frame` for the log line and metrics.

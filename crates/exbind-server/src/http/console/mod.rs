@@ -50,7 +50,10 @@ pub fn routes(state: &SharedState) -> Router<SharedState> {
     }
     let console = Console {
         state: state.clone(),
-        control: super::control::routes(state.clone()).with_state(state.clone()),
+        // With the fallbacks, so that a path of no control-plane route (an empty tenant
+        // key from the page's own path) is the documented 404, not an empty answer.
+        control: super::with_fallbacks(super::control::routes(state.clone()))
+            .with_state(state.clone()),
     };
     Router::new()
         .route(BASE, get(|| async { see_other("/_exbind/console/") }))
