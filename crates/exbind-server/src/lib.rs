@@ -9,6 +9,8 @@ mod error;
 mod events;
 mod faults;
 pub mod fixture;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod http;
 mod journal;
 mod limits;

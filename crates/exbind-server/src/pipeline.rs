@@ -280,7 +280,7 @@ pub fn bearer(headers: &HeaderMap) -> Option<Cow<'_, str>> {
     }
 }
 
-fn parse_user_id_type(query: Option<&str>) -> Result<UserIdType, ApiError> {
+pub(crate) fn parse_user_id_type(query: Option<&str>) -> Result<UserIdType, ApiError> {
     let mut found: Option<String> = None;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));

@@ -92,7 +92,7 @@ pub struct Server {
 }
 
 impl Server {
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn state(&self) -> &SharedState {
         &self.state
     }
@@ -240,11 +240,17 @@ impl Server {
         ))
     }
 
+    /// The HTTP application `serve` serves, the store's binding index filled.
+    pub(crate) fn app(&self) -> crate::http::Frame {
+        let frame = crate::http::service(self.state.clone());
+        self.cached.fill_index();
+        frame
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting, lets the requests in progress
     /// finish (bounded by `DRAIN_TIMEOUT`) and closes every other connection at once.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let frame = crate::http::service(self.state.clone());
-        self.cached.fill_index();
+        let frame = self.app();
         let (stop_sync, stop_rx) = tokio::sync::watch::channel(false);
         let engine = tokio::spawn(crate::sync::run(self.state.clone(), stop_rx.clone()));
         let tickets = tokio::spawn(crate::tickets::run(self.state.clone(), stop_rx));

@@ -48,7 +48,7 @@ pub fn flat_error(code: i64, msg: &str) -> Response {
 }
 
 /// The body's non-empty string fields `names`; `None` answers `10003 invalid param`.
-fn fields<const N: usize>(body: &[u8], names: [&str; N]) -> Option<[String; N]> {
+pub(crate) fn fields<const N: usize>(body: &[u8], names: [&str; N]) -> Option<[String; N]> {
     let v = serde_json::from_slice::<Value>(body).ok()?;
     let mut out: [String; N] = std::array::from_fn(|_| String::new());
     for (slot, name) in out.iter_mut().zip(names) {

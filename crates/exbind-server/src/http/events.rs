@@ -58,23 +58,7 @@ async fn events(
     _: Payload,
 ) -> Result<Response, ApiError> {
     authorized(&state, &headers).await?;
-    let (mut bindings, mut requests) = (true, true);
-    if let Some(types) = q.types.as_deref().filter(|t| !t.is_empty()) {
-        (bindings, requests) = (false, false);
-        for t in types.split(',') {
-            match t.trim() {
-                "binding" => bindings = true,
-                "request" => requests = true,
-                other => {
-                    return Err(ApiError::invalid(
-                        "types",
-                        Some(other.to_string()),
-                        "a comma-separated list of binding, request",
-                    ))
-                }
-            }
-        }
-    }
+    let (bindings, requests) = stream_types(q.types.as_deref())?;
     let sub = state.events.subscribe().ok_or_else(|| {
         ApiError::new(ErrorCode::OperationRateLimited).message(format!(
             "at most {MAX_STREAMS} event streams may be open at once"
@@ -110,6 +94,28 @@ async fn events(
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
+}
+
+/// Which kinds of event a `types` query asks for: (bindings, requests); both when not given.
+pub(crate) fn stream_types(types: Option<&str>) -> Result<(bool, bool), ApiError> {
+    let Some(types) = types.filter(|t| !t.is_empty()) else {
+        return Ok((true, true));
+    };
+    let (mut bindings, mut requests) = (false, false);
+    for t in types.split(',') {
+        match t.trim() {
+            "binding" => bindings = true,
+            "request" => requests = true,
+            other => {
+                return Err(ApiError::invalid(
+                    "types",
+                    Some(other.to_string()),
+                    "a comma-separated list of binding, request",
+                ))
+            }
+        }
+    }
+    Ok((bindings, requests))
 }
 
 struct Stream {

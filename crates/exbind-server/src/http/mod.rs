@@ -1,12 +1,12 @@
 //! The HTTP surface: one route table, the framing every answer goes through (log id, error
 //! rendering, JSON on every path, the request's log line), and the body size caps.
 
-mod auth;
+pub(crate) mod auth;
 mod authorize;
 pub(crate) mod bindings;
 pub(crate) mod console;
-mod control;
-mod events;
+pub(crate) mod control;
+pub(crate) mod events;
 mod health;
 pub mod html;
 pub(crate) mod oauth;

@@ -27,7 +27,7 @@ use crate::store::{AppPatch, UserPatch};
 use crate::{tickets, tokens};
 use exbind_api::accounts::fold;
 
-mod ops;
+pub(crate) mod ops;
 pub(crate) use ops::FAULT_ROUTES;
 mod sync;
 
@@ -653,7 +653,7 @@ async fn issue_code(
 }
 
 /// A list's `page_size`: 20 unless given, at most `MAX_PAGE_SIZE`.
-fn page_size(given: Option<&str>) -> Result<usize, ApiError> {
+pub(crate) fn page_size(given: Option<&str>) -> Result<usize, ApiError> {
     match given {
         None => Ok(20),
         Some(s) => s

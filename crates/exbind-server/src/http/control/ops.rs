@@ -16,7 +16,8 @@ use crate::faults::FaultRule;
 use crate::http::oauth;
 use crate::http::{success, ApiPath as Path, ApiQuery as Query, Payload};
 use crate::journal::Filter;
-use crate::state::SharedState;
+use crate::state::{AppState, SharedState};
+use crate::store::StoreResult;
 
 /// Routes a fault rule can name.
 pub(crate) const FAULT_ROUTES: [&str; 13] = [
@@ -184,8 +185,9 @@ async fn clear_faults(State(state): State<SharedState>) -> Response {
     success(json!({"cleared": n}))
 }
 
+/// A journal query as it arrives: every field text, checked by `request_filter`.
 #[derive(Deserialize)]
-struct RequestQuery {
+pub(crate) struct RequestQuery {
     method: Option<String>,
     route: Option<String>,
     app_id: Option<String>,
@@ -231,10 +233,8 @@ fn text(field: &str, v: Option<String>) -> Result<Option<String>, ApiError> {
     }
 }
 
-async fn list_requests(
-    State(state): State<SharedState>,
-    Query(q): Query<RequestQuery>,
-) -> Result<Response, ApiError> {
+/// The journal filter and page size a query asks for; a bad field is 190002 naming it.
+pub(crate) fn request_filter(q: RequestQuery) -> Result<(Filter, usize), ApiError> {
     let since_ms = match text("since", q.since)? {
         None => None,
         Some(s) => Some(match s.parse::<i64>() {
@@ -271,6 +271,14 @@ async fn list_requests(
         since_ms,
         before_seq: num("page_token", q.page_token)?,
     };
+    Ok((filter, page_size))
+}
+
+async fn list_requests(
+    State(state): State<SharedState>,
+    Query(q): Query<RequestQuery>,
+) -> Result<Response, ApiError> {
+    let (filter, page_size) = request_filter(q)?;
     let (items, next) = state.journal.query(&filter, page_size);
     Ok(success(json!({
         "items": items,
@@ -295,10 +303,16 @@ async fn get_request(
 }
 
 async fn reset(State(state): State<SharedState>, _: Payload) -> Result<Response, ApiError> {
+    reset_all(&state).await?;
+    Ok(success(json!({"reset": true})))
+}
+
+/// Empties the store, the fault rules, the journal and the quota counters.
+pub(crate) async fn reset_all(state: &AppState) -> StoreResult<()> {
     state.store.reset().await?;
     state.faults.clear();
     state.journal.clear();
     state.limiter.clear();
     state.events.reload(None);
-    Ok(success(json!({"reset": true})))
+    Ok(())
 }
