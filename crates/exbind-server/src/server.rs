@@ -26,6 +26,7 @@ use crate::oauth::{jwt, OAuthConfig};
 use crate::seed::{self, SeedError};
 use crate::state::{AppState, SharedState};
 use crate::store::cached::CachedStore;
+use crate::store::postgres::{OpenError as PgOpenError, PgOptions, PgStore};
 use crate::store::sqlite::{OpenError, SqliteStore};
 use crate::store::Store;
 use crate::tokens;
@@ -62,6 +63,19 @@ fn config_error(message: impl Into<String>) -> StartError {
     }
 }
 
+impl From<PgOpenError> for StartError {
+    fn from(e: PgOpenError) -> Self {
+        let exit_code = match e {
+            PgOpenError::Config(..) | PgOpenError::NewerSchema { .. } => 2,
+            PgOpenError::Unreachable(..) => 1,
+        };
+        StartError {
+            exit_code,
+            message: e.to_string(),
+        }
+    }
+}
+
 impl From<OpenError> for StartError {
     fn from(e: OpenError) -> Self {
         let exit_code = match e {
@@ -84,8 +98,9 @@ fn runtime_error(e: impl std::fmt::Display) -> StartError {
 
 pub struct Server {
     state: SharedState,
-    /// The store's cache, whose binding index fills once serving starts.
-    cached: Arc<CachedStore>,
+    /// The store's cache, whose binding index fills once serving starts; none on a shared
+    /// store, which other servers change too.
+    cached: Option<Arc<CachedStore>>,
     /// The admin token when it was generated (and so may be printed).
     generated_admin_token: Option<String>,
     limits: ConnLimits,
@@ -98,18 +113,29 @@ impl Server {
     }
 
     pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Server, StartError> {
-        if args.database_url.is_some() {
+        if args.redis_url.is_some() && args.database_url.is_none() {
             return Err(config_error(
-                "--database-url (PostgreSQL) is not supported yet",
+                "--redis-url needs --database-url: counters are shared only by servers that share a store",
             ));
         }
-        if args.redis_url.is_some() {
-            return Err(config_error("--redis-url (Redis) is not supported yet"));
-        }
-        let cached = Arc::new(CachedStore::new(Arc::new(SqliteStore::open(
-            &args.data_dir,
-        )?)));
-        let store: Arc<dyn Store> = cached.clone();
+        let (store, cached): (Arc<dyn Store>, _) = match &args.database_url {
+            Some(url) => {
+                let pg = PgStore::open(&PgOptions {
+                    url: url.clone(),
+                    schema: args.database_schema.clone(),
+                    pool_size: args.database_pool_size as usize,
+                    op_timeout: args.request_timeout.mul_f64(0.75),
+                })
+                .await?;
+                (Arc::new(pg), None)
+            }
+            None => {
+                let cached = Arc::new(CachedStore::new(Arc::new(SqliteStore::open(
+                    &args.data_dir,
+                )?)));
+                (cached.clone(), Some(cached))
+            }
+        };
 
         let secret: [u8; 32] = rand::rng().random();
         let secret = store
@@ -243,7 +269,9 @@ impl Server {
     /// finish (bounded by `DRAIN_TIMEOUT`) and closes every other connection at once.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let frame = crate::http::service(self.state.clone());
-        self.cached.fill_index();
+        if let Some(cached) = &self.cached {
+            cached.fill_index();
+        }
         let (stop_sync, stop_rx) = tokio::sync::watch::channel(false);
         let engine = tokio::spawn(crate::sync::run(self.state.clone(), stop_rx));
         // Event streams never end by themselves: end them when the shutdown comes, or the

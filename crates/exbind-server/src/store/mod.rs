@@ -2,7 +2,11 @@
 //! only in this module. Every write is one transaction, acknowledged only once durable.
 
 pub mod cached;
+#[cfg(test)]
+pub(crate) mod conformance;
 mod index;
+pub mod postgres;
+mod rules;
 mod schema;
 pub mod sqlite;
 
