@@ -20,13 +20,15 @@ use crate::events::Events;
 use crate::faults::Faults;
 use crate::http::console::session::Sessions;
 use crate::journal::Journal;
-use crate::limits::{Limiter, Limits};
+use crate::limits::{Limiter, Limits, SharedCounters};
 use crate::metrics::Metrics;
 use crate::oauth::{jwt, OAuthConfig};
 use crate::seed::{self, SeedError};
 use crate::state::{AppState, SharedState};
 use crate::store::cached::CachedStore;
 use crate::store::postgres::{OpenError as PgOpenError, PgOptions, PgStore};
+use crate::store::redis::{OpenError as RedisOpenError, RedisCounters};
+use crate::store::shared::{PgCounters, PgFaults};
 use crate::store::sqlite::{OpenError, SqliteStore};
 use crate::store::Store;
 use crate::tokens;
@@ -68,6 +70,19 @@ impl From<PgOpenError> for StartError {
         let exit_code = match e {
             PgOpenError::Config(..) | PgOpenError::NewerSchema { .. } => 2,
             PgOpenError::Unreachable(..) => 1,
+        };
+        StartError {
+            exit_code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<RedisOpenError> for StartError {
+    fn from(e: RedisOpenError) -> Self {
+        let exit_code = match e {
+            RedisOpenError::Config(..) => 2,
+            RedisOpenError::Unreachable(..) => 1,
         };
         StartError {
             exit_code,
@@ -118,24 +133,36 @@ impl Server {
                 "--redis-url needs --database-url: counters are shared only by servers that share a store",
             ));
         }
-        let (store, cached): (Arc<dyn Store>, _) = match &args.database_url {
+        // What any operation on a shared backend may take: below the request's own bound,
+        // so an outage is answered 190003 in time.
+        let op_timeout = args.request_timeout.mul_f64(0.75);
+        let (store, cached, faults, counters): (Arc<dyn Store>, _, _, _) = match &args.database_url
+        {
             Some(url) => {
                 let pg = PgStore::open(&PgOptions {
                     url: url.clone(),
                     schema: args.database_schema.clone(),
                     pool_size: args.database_pool_size as usize,
-                    op_timeout: args.request_timeout.mul_f64(0.75),
+                    op_timeout,
                 })
                 .await?;
-                (Arc::new(pg), None)
+                let counters: Arc<dyn SharedCounters> = match &args.redis_url {
+                    Some(url) => {
+                        Arc::new(RedisCounters::open(url, &args.redis_prefix, op_timeout).await?)
+                    }
+                    None => Arc::new(PgCounters(pg.db())),
+                };
+                let faults = Faults::Shared(Arc::new(PgFaults(pg.db())));
+                (Arc::new(pg), None, faults, Some(counters))
             }
             None => {
                 let cached = Arc::new(CachedStore::new(Arc::new(SqliteStore::open(
                     &args.data_dir,
                 )?)));
-                (cached.clone(), Some(cached))
+                (cached.clone(), Some(cached), Faults::default(), None)
             }
         };
+        let shared_store = counters.is_some();
 
         let secret: [u8; 32] = rand::rng().random();
         let secret = store
@@ -184,13 +211,16 @@ impl Server {
         let state = Arc::new(AppState {
             store,
             clock,
-            limiter: Limiter::new(Limits {
-                enabled: args.rate_limits == OnOff::On,
-                per_second: args.quota_per_second,
-                per_minute: args.quota_per_minute,
-                app_budget_per_second: args.app_budget_per_second,
-                method_budget_per_second: args.method_budget_per_second,
-            }),
+            limiter: Limiter::with_shared(
+                Limits {
+                    enabled: args.rate_limits == OnOff::On,
+                    per_second: args.quota_per_second,
+                    per_minute: args.quota_per_minute,
+                    app_budget_per_second: args.app_budget_per_second,
+                    method_budget_per_second: args.method_budget_per_second,
+                },
+                counters,
+            ),
             locks: KeyLocks::default(),
             ids,
             admin_token,
@@ -199,7 +229,8 @@ impl Server {
             metrics: Metrics::default(),
             schedule: args.sync_stage_durations,
             sync_wake: Notify::new(),
-            faults: Faults::default(),
+            faults,
+            shared_store,
             journal: Journal::new(args.journal_size),
             events: Events::default(),
             sessions,

@@ -19,10 +19,12 @@ pub fn test_database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-/// A schema of its own for one test; dropped by `drop_schema`.
+/// A schema of its own for one test, under `EXBIND_TEST_PREFIX` (default `exbindtest`);
+/// dropped by `drop_schema`.
 pub fn fresh_schema(what: &str) -> String {
     use rand::Rng;
-    format!("wt11_{what}_{:08x}", rand::rng().random::<u32>())
+    let prefix = std::env::var("EXBIND_TEST_PREFIX").unwrap_or_else(|_| "exbindtest".into());
+    format!("{prefix}_{what}_{:08x}", rand::rng().random::<u32>())
 }
 
 pub async fn drop_schema(schema: &str) {
@@ -453,7 +455,7 @@ async fn newer_schema_is_refused_and_migration_is_idempotent() {
 
 #[tokio::test]
 async fn unreachable_database_fails_fast() {
-    let mut o = pg_options("wt11_unreachable");
+    let mut o = pg_options("unreachable");
     o.url = "postgres://postgres@127.0.0.1:1/test".into();
     o.op_timeout = Duration::from_secs(2);
     let started = std::time::Instant::now();
@@ -579,4 +581,61 @@ async fn oauth_codes_and_refresh_tokens_are_spent_once() {
         assert_eq!(s.app_token("t-x").await.unwrap(), Some(t));
     })
     .await;
+}
+
+/// Shared counters: the same test on Redis and on PostgreSQL.
+#[tokio::test]
+async fn shared_counters_check_and_count_atomically() {
+    use crate::limits::{SharedCounters, Window};
+    let schema = fresh_schema("counters");
+    let pg = PgStore::open(&pg_options(&schema)).await.unwrap();
+    let redis_url =
+        std::env::var("EXBIND_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let redis = super::redis::RedisCounters::open(
+        &redis_url,
+        &format!("{schema}:"),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let backends: [Arc<dyn SharedCounters>; 2] = [
+        Arc::new(super::shared::PgCounters(pg.db())),
+        Arc::new(redis),
+    ];
+    const NOW: i64 = 1_000_000;
+    let now = NOW;
+    let w = |key: &str, limit| Window {
+        key: key.into(),
+        limit,
+        ends_at: NOW + 1000,
+    };
+    for c in backends {
+        let both = [w("b", 3), w("a", 2)];
+        assert_eq!(c.take(&both, now).await.unwrap(), None);
+        assert_eq!(c.take(&both, now).await.unwrap(), None);
+        assert_eq!(c.take(&both, now).await.unwrap(), Some(1), "a is full");
+        // The rejection counted nothing: b has one place left.
+        assert_eq!(c.take(&[w("b", 3)], now).await.unwrap(), None);
+        assert_eq!(
+            c.take(&both, now).await.unwrap(),
+            Some(0),
+            "b is full first"
+        );
+        // Concurrent takes never admit more than the limit.
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let c = c.clone();
+                tokio::spawn(async move { c.take(&[w("c", 7)], now).await.unwrap() })
+            })
+            .collect();
+        let mut admitted = 0;
+        for t in tasks {
+            admitted += usize::from(t.await.unwrap().is_none());
+        }
+        assert_eq!(admitted, 7);
+        c.clear().await.unwrap();
+        assert_eq!(c.take(&both, now).await.unwrap(), None);
+        c.clear().await.unwrap();
+    }
+    drop_schema(&schema).await;
 }

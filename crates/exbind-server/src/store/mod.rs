@@ -6,8 +6,10 @@ pub mod cached;
 pub(crate) mod conformance;
 mod index;
 pub mod postgres;
+pub mod redis;
 mod rules;
 mod schema;
+pub mod shared;
 pub mod sqlite;
 
 use std::collections::HashMap;

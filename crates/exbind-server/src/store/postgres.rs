@@ -23,7 +23,8 @@ use super::rules;
 use super::*;
 
 /// Forward migrations: `MIGRATIONS[i]` is version `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     key   TEXT COLLATE "C" PRIMARY KEY,
     value BYTEA NOT NULL
@@ -144,7 +145,29 @@ CREATE TABLE console_revoked (
     id         BYTEA PRIMARY KEY,
     expires_at BIGINT NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE counters (
+    key        TEXT COLLATE "C" PRIMARY KEY,
+    n          BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE TABLE faults (
+    id         BIGSERIAL PRIMARY KEY,
+    method     TEXT NOT NULL,
+    route      TEXT NOT NULL,
+    app_id     TEXT,
+    tenant_key TEXT,
+    times      BIGINT,
+    fraction   DOUBLE PRECISION,
+    error_code BIGINT,
+    latency_ms BIGINT,
+    expires_at BIGINT,
+    hits       BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX faults_route ON faults (route);
+"#,
+];
 
 /// The schema version this binary knows.
 pub const VERSION: i32 = MIGRATIONS.len() as i32;
@@ -208,9 +231,23 @@ fn valid_schema(s: &str) -> bool {
         && s.len() <= 63
 }
 
-pub struct PgStore {
+/// The pool and the bound on every operation; shared by the store and the cluster's
+/// counters and fault rules.
+#[derive(Clone)]
+pub struct Db {
     pool: Pool,
     op_timeout: Duration,
+}
+
+pub struct PgStore {
+    db: Db,
+}
+
+impl std::ops::Deref for PgStore {
+    type Target = Db;
+    fn deref(&self) -> &Db {
+        &self.db
+    }
 }
 
 fn parse<T>(s: String, what: &str, f: fn(&str) -> Option<T>) -> StoreResult<T> {
@@ -399,7 +436,7 @@ impl PgStore {
         let mut cfg = tokio_postgres::Config::from_str(&o.url)
             .map_err(|e| OpenError::Config(format!("--database-url: {e}")))?;
         cfg.options(format!(
-            "-c search_path={} -c synchronous_commit=on",
+            "-c search_path={} -c synchronous_commit=on -c client_min_messages=warning",
             o.schema
         ));
         cfg.connect_timeout(o.op_timeout);
@@ -420,8 +457,10 @@ impl PgStore {
             .build()
             .map_err(|e| OpenError::Config(e.to_string()))?;
         let store = PgStore {
-            pool,
-            op_timeout: o.op_timeout,
+            db: Db {
+                pool,
+                op_timeout: o.op_timeout,
+            },
         };
         let unreachable = |e: StoreError| OpenError::Unreachable(host.clone(), e.0);
         let mut c = store.conn().await.map_err(unreachable)?;
@@ -436,12 +475,22 @@ impl PgStore {
         Ok(store)
     }
 
-    async fn conn(&self) -> StoreResult<Object> {
+    /// The pool, for what the servers share beside the store.
+    pub fn db(&self) -> Db {
+        self.db.clone()
+    }
+}
+
+impl Db {
+    pub(super) async fn conn(&self) -> StoreResult<Object> {
         Ok(self.pool.get().await?)
     }
 
     /// Runs `f` within the operation timeout.
-    async fn bounded<T>(&self, f: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    pub(super) async fn bounded<T>(
+        &self,
+        f: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
         tokio::time::timeout(self.op_timeout, f)
             .await
             .unwrap_or_else(|_| {
@@ -452,7 +501,7 @@ impl PgStore {
             })
     }
 
-    async fn read_opt<T>(
+    pub(super) async fn read_opt<T>(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -466,7 +515,7 @@ impl PgStore {
         .await
     }
 
-    async fn read_all<T>(
+    pub(super) async fn read_all<T>(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -480,7 +529,7 @@ impl PgStore {
         .await
     }
 
-    async fn execute(
+    pub(super) async fn execute(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -1439,7 +1488,7 @@ impl Store for PgStore {
             let c = self.conn().await?;
             c.batch_execute(
                 "TRUNCATE tenants, users, exchange_admins, exchange_scenarios, apps, app_tokens, \
-                 user_tokens, bindings, binding_steps, oauth_codes, refresh_tokens",
+                 user_tokens, bindings, binding_steps, oauth_codes, refresh_tokens, counters, faults",
             )
             .await?;
             Ok(())

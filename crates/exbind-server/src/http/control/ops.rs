@@ -139,46 +139,50 @@ async fn add_fault(
     if !err.detail.field_violations.is_empty() {
         return Err(err);
     }
-    let rule = state.faults.add(FaultRule {
-        id: String::new(),
-        method,
-        route: f.route,
-        app_id: f.app_id,
-        tenant_key: f.tenant_key,
-        times: f.times,
-        fraction: f.fraction,
-        error: code,
-        latency_ms: f.latency_ms,
-        expires_at: f.expires_in.map(|s| state.now() + s * 1000),
-        hits: 0,
-    });
+    let rule = state
+        .faults
+        .add(FaultRule {
+            id: String::new(),
+            method,
+            route: f.route,
+            app_id: f.app_id,
+            tenant_key: f.tenant_key,
+            times: f.times,
+            fraction: f.fraction,
+            error: code,
+            latency_ms: f.latency_ms,
+            expires_at: f.expires_in.map(|s| state.now() + s * 1000),
+            hits: 0,
+        })
+        .await?;
     Ok(success(fault_view(&rule)))
 }
 
-async fn list_faults(State(state): State<SharedState>) -> Response {
+async fn list_faults(State(state): State<SharedState>) -> Result<Response, ApiError> {
     let items: Vec<Value> = state
         .faults
         .list(state.now())
+        .await?
         .iter()
         .map(fault_view)
         .collect();
-    success(json!({"items": items}))
+    Ok(success(json!({"items": items})))
 }
 
 async fn delete_fault(
     State(state): State<SharedState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    if !state.faults.remove(&id) {
+    if !state.faults.remove(&id).await? {
         return Err(ApiError::not_found(format!("fault rule {id:?} not found")));
     }
     Ok(success(json!({"deleted": id})))
 }
 
-async fn clear_faults(State(state): State<SharedState>) -> Response {
-    let n = state.faults.list(state.now()).len();
-    state.faults.clear();
-    success(json!({"cleared": n}))
+async fn clear_faults(State(state): State<SharedState>) -> Result<Response, ApiError> {
+    let n = state.faults.list(state.now()).await?.len();
+    state.faults.clear().await?;
+    Ok(success(json!({"cleared": n})))
 }
 
 #[derive(Deserialize)]
@@ -293,9 +297,9 @@ async fn get_request(
 
 async fn reset(State(state): State<SharedState>, _: Payload) -> Result<Response, ApiError> {
     state.store.reset().await?;
-    state.faults.clear();
+    state.faults.clear().await?;
     state.journal.clear();
-    state.limiter.clear();
+    state.limiter.clear().await?;
     state.events.reload(None);
     Ok(success(json!({"reset": true})))
 }
