@@ -19,7 +19,7 @@ use crate::domain::locks::KeyLocks;
 use crate::events::Events;
 use crate::faults::Faults;
 use crate::http::console::session::Sessions;
-use crate::journal::Journal;
+use crate::journal::{Journal, JournalStore};
 use crate::limits::{Limiter, Limits, SharedCounters};
 use crate::metrics::Metrics;
 use crate::oauth::{jwt, OAuthConfig};
@@ -28,7 +28,7 @@ use crate::state::{AppState, SharedState};
 use crate::store::cached::CachedStore;
 use crate::store::postgres::{OpenError as PgOpenError, PgOptions, PgStore};
 use crate::store::redis::{OpenError as RedisOpenError, RedisCounters};
-use crate::store::shared::{PgCounters, PgFaults};
+use crate::store::shared::{PgCounters, PgFaults, PgJournal};
 use crate::store::sqlite::{OpenError, SqliteStore};
 use crate::store::Store;
 use crate::tokens;
@@ -136,32 +136,33 @@ impl Server {
         // What any operation on a shared backend may take: below the request's own bound,
         // so an outage is answered 190003 in time.
         let op_timeout = args.request_timeout.mul_f64(0.75);
-        let (store, cached, faults, counters): (Arc<dyn Store>, _, _, _) = match &args.database_url
-        {
-            Some(url) => {
-                let pg = PgStore::open(&PgOptions {
-                    url: url.clone(),
-                    schema: args.database_schema.clone(),
-                    pool_size: args.database_pool_size as usize,
-                    op_timeout,
-                })
-                .await?;
-                let counters: Arc<dyn SharedCounters> = match &args.redis_url {
-                    Some(url) => {
-                        Arc::new(RedisCounters::open(url, &args.redis_prefix, op_timeout).await?)
-                    }
-                    None => Arc::new(PgCounters(pg.db())),
-                };
-                let faults = Faults::Shared(Arc::new(PgFaults(pg.db())));
-                (Arc::new(pg), None, faults, Some(counters))
-            }
-            None => {
-                let cached = Arc::new(CachedStore::new(Arc::new(SqliteStore::open(
-                    &args.data_dir,
-                )?)));
-                (cached.clone(), Some(cached), Faults::default(), None)
-            }
-        };
+        let (store, cached, faults, counters, journal): (Arc<dyn Store>, _, _, _, _) =
+            match &args.database_url {
+                Some(url) => {
+                    let pg = PgStore::open(&PgOptions {
+                        url: url.clone(),
+                        schema: args.database_schema.clone(),
+                        pool_size: args.database_pool_size as usize,
+                        op_timeout,
+                    })
+                    .await?;
+                    let counters: Arc<dyn SharedCounters> = match &args.redis_url {
+                        Some(url) => Arc::new(
+                            RedisCounters::open(url, &args.redis_prefix, op_timeout).await?,
+                        ),
+                        None => Arc::new(PgCounters(pg.db())),
+                    };
+                    let faults = Faults::Shared(Arc::new(PgFaults(pg.db())));
+                    let journal: Arc<dyn JournalStore> = Arc::new(PgJournal(pg.db()));
+                    (Arc::new(pg), None, faults, Some(counters), Some(journal))
+                }
+                None => {
+                    let cached = Arc::new(CachedStore::new(Arc::new(SqliteStore::open(
+                        &args.data_dir,
+                    )?)));
+                    (cached.clone(), Some(cached), Faults::default(), None, None)
+                }
+            };
         let shared_store = counters.is_some();
 
         let secret: [u8; 32] = rand::rng().random();
@@ -231,7 +232,7 @@ impl Server {
             sync_wake: Notify::new(),
             faults,
             shared_store,
-            journal: Journal::new(args.journal_size),
+            journal: Journal::with_shared(args.journal_size, journal),
             events: Events::default(),
             sessions,
             console: args.console == OnOff::On,

@@ -291,6 +291,65 @@ async fn a_fault_with_times_counts_over_all_servers() {
 }
 
 #[tokio::test]
+async fn the_journal_is_one_for_all_servers() {
+    let c = Cluster::start(
+        3,
+        BASIC_SEED,
+        &["--journal-size", "6", "--rate-limits", "off"],
+    );
+    let token = c.at(0).mint("cli_acme", "acme", "boss").await;
+    let missing = binding_id(ADMIN, "nobody@acme.example");
+    // Answered by one server, in the journal any server returns once the answer is sent.
+    let r = c.at(0).get(&token, &missing, None).await;
+    r.assert(404, 195103);
+    for s in [c.at(1), c.at(2)] {
+        let e = s
+            .admin(
+                Method::GET,
+                &format!("/_exbind/v1/requests/{}", r.log_id()),
+                None,
+            )
+            .await;
+        e.assert(200, 0);
+        assert_eq!(e.body["data"]["code"], 195103);
+        assert_eq!(e.body["data"]["tenant_key"], "acme");
+        assert_eq!(e.body["data"]["user_id"], "boss");
+    }
+    // Eight more over three servers: the journal's bound holds over all of them.
+    let mut log_ids = Vec::new();
+    for i in 0..8 {
+        log_ids.push(c.at(i).get(&token, &missing, None).await.log_id());
+    }
+    let page = c
+        .at(2)
+        .admin(
+            Method::GET,
+            "/_exbind/v1/requests?code=195103&page_size=100",
+            None,
+        )
+        .await;
+    page.assert(200, 0);
+    let items: Vec<&str> = page.body["data"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["log_id"].as_str().unwrap())
+        .collect();
+    let newest: Vec<&str> = log_ids.iter().rev().take(6).map(String::as_str).collect();
+    assert_eq!(items, newest, "the newest six, newest first");
+    // A reset on one server empties it for all.
+    c.at(0)
+        .admin(Method::POST, "/_exbind/v1/reset", None)
+        .await
+        .assert(200, 0);
+    let page = c
+        .at(1)
+        .admin(Method::GET, "/_exbind/v1/requests?code=195103", None)
+        .await;
+    assert_eq!(page.body["data"]["items"], json!([]));
+}
+
+#[tokio::test]
 async fn sync_steps_each_once_with_a_server_killed() {
     let mut c = Cluster::start(
         3,

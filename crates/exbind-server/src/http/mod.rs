@@ -75,7 +75,7 @@ struct Route(&'static str);
 
 /// The label of a matched route: its template, with the catch-all id segment named as the
 /// docs name it. Templates are few and fixed, so each is made once and kept.
-fn route_label(matched: &str) -> &'static str {
+pub(crate) fn route_label(matched: &str) -> &'static str {
     static LABELS: std::sync::LazyLock<
         parking_lot::RwLock<std::collections::HashMap<String, &'static str>>,
     > = std::sync::LazyLock::new(Default::default);
@@ -366,7 +366,7 @@ async fn frame(
         .metrics
         .observe(route, parts.status.as_u16(), code, latency);
     if let Some(path) = path {
-        state.journal.record(journal::Entry {
+        let entry = journal::Entry {
             seq: 0,
             // When it was answered: its arrival is this less `latency_ms`.
             at_ms: state.now(),
@@ -379,7 +379,8 @@ async fn frame(
             log_id: log_id.clone(),
             latency_ms: latency.as_secs_f64() * 1000.0,
             binding: parts.extensions.remove::<journal::Touched>().map(|t| t.0),
-        });
+        };
+        state.journal.record_everywhere(entry).await;
     }
     // One pre-formatted message rather than six fields: the same text, formatted once.
     tracing::info!(

@@ -166,6 +166,22 @@ CREATE TABLE faults (
     hits       BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX faults_route ON faults (route);
+CREATE TABLE journal (
+    seq        BIGSERIAL PRIMARY KEY,
+    at_ms      BIGINT NOT NULL,
+    method     TEXT NOT NULL,
+    path       TEXT NOT NULL,
+    route      TEXT NOT NULL,
+    app_id     TEXT,
+    tenant_key TEXT,
+    user_id    TEXT,
+    status     INTEGER NOT NULL,
+    code       BIGINT NOT NULL,
+    log_id     TEXT NOT NULL,
+    latency_ms DOUBLE PRECISION NOT NULL,
+    binding    TEXT
+);
+CREATE INDEX journal_log_id ON journal (log_id);
 "#,
 ];
 
@@ -1488,7 +1504,8 @@ impl Store for PgStore {
             let c = self.conn().await?;
             c.batch_execute(
                 "TRUNCATE tenants, users, exchange_admins, exchange_scenarios, apps, app_tokens, \
-                 user_tokens, bindings, binding_steps, oauth_codes, refresh_tokens, counters, faults",
+                 user_tokens, bindings, binding_steps, oauth_codes, refresh_tokens, counters, faults, \
+                 journal",
             )
             .await?;
             Ok(())

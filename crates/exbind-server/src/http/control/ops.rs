@@ -272,7 +272,7 @@ async fn list_requests(
         since_ms,
         before_seq: num("page_token", q.page_token)?,
     };
-    let (items, next) = state.journal.query(&filter, page_size);
+    let (items, next) = state.journal.search(&filter, page_size).await?;
     Ok(success(json!({
         "items": items,
         "has_more": next.is_some(),
@@ -288,7 +288,8 @@ async fn get_request(
     capped("log_id", &log_id)?;
     state
         .journal
-        .by_log_id(&log_id)
+        .find(&log_id)
+        .await?
         .map(success)
         .ok_or_else(|| {
             ApiError::not_found(format!("no request with log_id {log_id:?} in the journal"))
