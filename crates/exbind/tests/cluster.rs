@@ -457,6 +457,109 @@ async fn kill_9_under_write_load_loses_no_acknowledged_change() {
     }
 }
 
+/// A TCP relay to PostgreSQL that the test can cut (every connection dropped, new ones
+/// refused) and restore: an outage of the database as the servers see it.
+struct Relay {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn start(target: String) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c2, k2) = (cut.clone(), conns.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if c2.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: refused
+                }
+                let target = target.clone();
+                k2.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                }));
+            }
+        });
+        Relay { port, cut, conns }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+// Two threads: the harness blocks one while a server starts, and the relay must run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_answered_190003_and_recovers_by_itself() {
+    let url = database_url();
+    let (head, rest) = url.split_once('@').expect("user@host:port/db");
+    let (hostport, db) = rest.split_once('/').expect("host:port/db");
+    let relay = Relay::start(hostport.to_string()).await;
+    let relayed = format!("{head}@127.0.0.1:{}/{db}", relay.port);
+    let schema = unique("outage").to_lowercase();
+    let s = Server::builder()
+        .seed(BASIC_SEED)
+        .args(&[
+            "--database-url",
+            &relayed,
+            "--database-schema",
+            &schema,
+            "--request-timeout",
+            "4s",
+        ])
+        .start();
+    let token = s.mint("cli_acme", "acme", "boss").await;
+    s.create(&token, ADMIN, "kept@acme.example", "alice", Some("user_id"))
+        .await
+        .assert(200, 0);
+    let id = binding_id(ADMIN, "kept@acme.example");
+
+    relay.cut();
+    let started = std::time::Instant::now();
+    s.get(&token, &id, None).await.assert(500, 190003);
+    s.create(&token, ADMIN, "lost@acme.example", "bob", Some("user_id"))
+        .await
+        .assert(500, 190003);
+    let ready = s.call(Method::GET, "/_exbind/readyz", None, None).await;
+    assert_eq!(ready.status.as_u16(), 503, "{}", ready.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "answered within the request timeout each, never a hang"
+    );
+
+    relay.restore();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let r = s.call(Method::GET, "/_exbind/readyz", None, None).await;
+        if r.status.as_u16() == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Everything acknowledged is there, nothing half-applied, and service is back.
+    s.get(&token, &id, None).await.assert(200, 0);
+    let lost = binding_id(ADMIN, "lost@acme.example");
+    s.get(&token, &lost, None).await.assert(404, 195103);
+    s.create(&token, ADMIN, "lost@acme.example", "bob", Some("user_id"))
+        .await
+        .assert(200, 0);
+    drop(s);
+    common::cluster::drop_shared(&schema, "unused-prefix:");
+}
+
 #[tokio::test]
 async fn start_failures_say_why_in_one_line() {
     let tmp = tempfile::tempdir().unwrap();
