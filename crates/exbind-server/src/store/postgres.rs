@@ -491,6 +491,60 @@ impl PgStore {
         Ok(store)
     }
 
+    /// Bulk-loads users and bindings (admin, exchange, user) in one transaction, as
+    /// `SqliteStore::load_fixture` does; for benchmark fixtures.
+    pub async fn load_fixture(
+        &self,
+        tenant_key: &str,
+        users: Vec<UserRow>,
+        bindings: Vec<(String, String, String)>,
+        status: BindingStatus,
+        next_at: Option<i64>,
+    ) -> StoreResult<()> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await?;
+        for chunk in users.chunks(5000) {
+            let ids: Vec<&str> = chunk.iter().map(|u| u.user.user_id.as_str()).collect();
+            let names: Vec<&str> = chunk.iter().map(|u| u.user.name.as_str()).collect();
+            let keys: Vec<&[u8]> = chunk.iter().map(|u| &u.key[..]).collect();
+            tx.execute(
+                "INSERT INTO users (tenant_key, user_id, name, email, status, super_admin, ukey) \
+                 SELECT $1, i, n, NULL, 'active', FALSE, k \
+                 FROM unnest($2::text[], $3::text[], $4::bytea[]) AS u(i, n, k) \
+                 ON CONFLICT (tenant_key, user_id) DO UPDATE SET ukey = EXCLUDED.ukey",
+                &[&tenant_key, &ids, &names, &keys],
+            )
+            .await?;
+        }
+        let scenario = to_json(&crate::domain::sync::Scenario::Normal);
+        for chunk in bindings.chunks(5000) {
+            let col = |f: fn(&(String, String, String)) -> String| -> Vec<String> {
+                chunk.iter().map(f).collect()
+            };
+            tx.execute(
+                "INSERT INTO bindings (exchange_folded, admin_folded, admin_account, exchange_account, \
+                 tenant_key, user_id, status, reason, scenario, next_at, created_at, updated_at) \
+                 SELECT xf, af, a, x, $1, u, $2, NULL, $3, $4, 0, 0 \
+                 FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) \
+                 AS b(xf, af, a, x, u) ON CONFLICT DO NOTHING",
+                &[
+                    &tenant_key,
+                    &status.as_str(),
+                    &scenario,
+                    &next_at,
+                    &col(|b| fold(&b.1)),
+                    &col(|b| fold(&b.0)),
+                    &col(|b| b.0.clone()),
+                    &col(|b| b.1.clone()),
+                    &col(|b| b.2.clone()),
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The pool, for what the servers share beside the store.
     pub fn db(&self) -> Db {
         self.db.clone()
