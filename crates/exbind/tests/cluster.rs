@@ -560,6 +560,54 @@ async fn a_database_outage_is_answered_190003_and_recovers_by_itself() {
     common::cluster::drop_shared(&schema, "unused-prefix:");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_is_answered_190003_never_allow_all() {
+    let url = common::cluster::redis_url();
+    let hostport = url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let relay = Relay::start(hostport).await;
+    let schema = unique("redisout").to_lowercase();
+    let prefix = format!("{schema}:");
+    let relayed = format!("redis://127.0.0.1:{}/", relay.port);
+    let s = Server::builder()
+        .seed(BASIC_SEED)
+        .args(&[
+            "--database-url",
+            &database_url(),
+            "--database-schema",
+            &schema,
+            "--redis-url",
+            &relayed,
+            "--redis-prefix",
+            &prefix,
+            "--request-timeout",
+            "4s",
+        ])
+        .start();
+    let token = s.mint("cli_acme", "acme", "boss").await;
+    let missing = binding_id(ADMIN, "nobody@acme.example");
+    s.get(&token, &missing, None).await.assert(404, 195103);
+    relay.cut();
+    // The quota cannot be counted: refused, not waved through.
+    s.get(&token, &missing, None).await.assert(500, 190003);
+    relay.restore();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        if s.get(&token, &missing, None).await.code() == 195103 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never counted again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(s);
+    common::cluster::drop_shared(&schema, &prefix);
+}
+
 #[tokio::test]
 async fn start_failures_say_why_in_one_line() {
     let tmp = tempfile::tempdir().unwrap();
