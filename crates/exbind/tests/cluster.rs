@@ -259,6 +259,36 @@ async fn changes_on_one_server_are_seen_by_the_others() {
 }
 
 #[tokio::test]
+async fn a_warm_cache_never_serves_what_another_server_changed() {
+    let c = Cluster::start(2, BASIC_SEED, &["--rate-limits", "off"]);
+    let (a, b) = (c.at(0), c.at(1));
+    let token = a.mint("cli_acme", "acme", "boss").await;
+    let missing = binding_id(ADMIN, "nobody@acme.example");
+    for round in 0..10 {
+        let admin = round % 2 == 1;
+        // B's cache is warm with the caller as it is now …
+        for _ in 0..3 {
+            b.get(&token, &missing, None).await;
+        }
+        // … A changes it, and B's very next request sees the change.
+        a.call(
+            Method::PATCH,
+            "/_exbind/v1/tenants/acme/users/boss",
+            Some(&a.admin_token),
+            Some(&json!({"super_admin": admin})),
+        )
+        .await
+        .assert(200, 0);
+        let r = b.get(&token, &missing, None).await;
+        if admin {
+            r.assert(404, 195103);
+        } else {
+            r.assert(403, 195101);
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_fault_with_times_counts_over_all_servers() {
     let c = Cluster::start(3, BASIC_SEED, &["--rate-limits", "off"]);
     let token = c.at(0).mint("cli_acme", "acme", "boss").await;

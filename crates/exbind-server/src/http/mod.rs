@@ -305,10 +305,20 @@ async fn frame(
     let head_too_large = head_len(&req) > MAX_HEAD;
     let mut req = req;
     req.extensions_mut().insert(slot.clone());
+    // On a shared store the request reads the store's generation as it arrives, and serves
+    // only what was cached under it (store/generation.rs); when that fails it caches nothing.
+    let shared = state.shared_store.then(|| state.store.clone());
     let handled = async move {
-        let fut = std::panic::catch_unwind(AssertUnwindSafe(|| router.call(req)))?;
-        let Ok(resp) = AssertUnwindSafe(fut).catch_unwind().await?;
-        Ok::<_, Box<dyn std::any::Any + Send>>(resp)
+        let generation = match shared {
+            Some(store) => store.generation().await.ok().flatten(),
+            None => None,
+        };
+        crate::store::generation::scope(generation, async move {
+            let fut = std::panic::catch_unwind(AssertUnwindSafe(|| router.call(req)))?;
+            let Ok(resp) = AssertUnwindSafe(fut).catch_unwind().await?;
+            Ok::<_, Box<dyn std::any::Any + Send>>(resp)
+        })
+        .await
     };
     let timeout = state.request_timeout;
     let resp = if head_too_large {

@@ -19,6 +19,7 @@ use exbind_api::accounts::fold;
 use exbind_api::BindingStatus;
 use tokio_postgres::{NoTls, Row};
 
+use super::generation::GenCache;
 use super::rules;
 use super::*;
 
@@ -182,6 +183,7 @@ CREATE TABLE journal (
     binding    TEXT
 );
 CREATE INDEX journal_log_id ON journal (log_id);
+CREATE SEQUENCE generation;
 "#,
 ];
 
@@ -257,6 +259,7 @@ pub struct Db {
 
 pub struct PgStore {
     db: Db,
+    cache: GenCache,
 }
 
 impl std::ops::Deref for PgStore {
@@ -477,6 +480,7 @@ impl PgStore {
                 pool,
                 op_timeout: o.op_timeout,
             },
+            cache: GenCache::default(),
         };
         let unreachable = |e: StoreError| OpenError::Unreachable(host.clone(), e.0);
         let mut c = store.conn().await.map_err(unreachable)?;
@@ -543,6 +547,14 @@ impl PgStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Advances the generation after a change to cached rows commits, before it is
+    /// acknowledged (see `generation`).
+    async fn advance(&self) -> StoreResult<()> {
+        self.execute("SELECT nextval('generation')", &[])
+            .await
+            .map(drop)
     }
 
     /// The pool, for what the servers share beside the store.
@@ -723,12 +735,25 @@ impl Store for PgStore {
         .await
     }
 
+    async fn generation(&self) -> StoreResult<Option<i64>> {
+        self.read_opt("SELECT last_value FROM generation", &[], |r| {
+            Ok(r.try_get::<_, i64>(0)?)
+        })
+        .await
+    }
+
     async fn tenant(&self, tenant_key: &str) -> StoreResult<Option<Arc<Tenant>>> {
         let sql = format!("SELECT {TENANT_COLS} FROM tenants WHERE tenant_key = $1");
-        Ok(self
-            .read_opt(&sql, &[&tenant_key], tenant_row)
-            .await?
-            .map(Arc::new))
+        let load = async {
+            Ok(self
+                .read_opt(&sql, &[&tenant_key], tenant_row)
+                .await?
+                .map(Arc::new))
+        };
+        self.cache
+            .tenants
+            .get_or_load(tenant_key.into(), load)
+            .await
     }
 
     async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
@@ -763,34 +788,50 @@ impl Store for PgStore {
 
     async fn user(&self, tenant_key: &str, user_id: &str) -> StoreResult<Option<Arc<User>>> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE tenant_key = $1 AND user_id = $2");
-        Ok(self
-            .read_opt(&sql, &[&tenant_key, &user_id], user_row)
-            .await?
-            .map(Arc::new))
+        let load = async {
+            Ok(self
+                .read_opt(&sql, &[&tenant_key, &user_id], user_row)
+                .await?
+                .map(Arc::new))
+        };
+        let key = (tenant_key.to_string(), user_id.to_string());
+        self.cache.users.get_or_load(key, load).await
     }
 
     async fn user_by_key(&self, key: &UserKey) -> StoreResult<Option<Arc<User>>> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE ukey = $1");
-        Ok(self
-            .read_opt(&sql, &[&&key[..]], user_row)
-            .await?
-            .map(Arc::new))
+        let load = async {
+            Ok(self
+                .read_opt(&sql, &[&&key[..]], user_row)
+                .await?
+                .map(Arc::new))
+        };
+        self.cache.users_by_key.get_or_load(*key, load).await
     }
 
     async fn app(&self, app_id: &str) -> StoreResult<Option<Arc<App>>> {
         let sql = format!("SELECT {APP_COLS} FROM apps WHERE app_id = $1");
-        Ok(self
-            .read_opt(&sql, &[&app_id], app_row)
-            .await?
-            .map(Arc::new))
+        let load = async {
+            Ok(self
+                .read_opt(&sql, &[&app_id], app_row)
+                .await?
+                .map(Arc::new))
+        };
+        self.cache.apps.get_or_load(app_id.into(), load).await
     }
 
     async fn admin_account(&self, account_folded: &str) -> StoreResult<Option<Arc<AdminAccount>>> {
         let sql = format!("SELECT {ADMIN_COLS} FROM exchange_admins WHERE account_folded = $1");
-        Ok(self
-            .read_opt(&sql, &[&account_folded], admin_row)
-            .await?
-            .map(Arc::new))
+        let load = async {
+            Ok(self
+                .read_opt(&sql, &[&account_folded], admin_row)
+                .await?
+                .map(Arc::new))
+        };
+        self.cache
+            .admins
+            .get_or_load(account_folded.into(), load)
+            .await
     }
 
     async fn admin_accounts(&self, tenant_key: &str) -> StoreResult<Vec<AdminAccount>> {
@@ -811,7 +852,7 @@ impl Store for PgStore {
     async fn apply_seed(&self, plan: SeedPlan) -> StoreResult<SeedCounts> {
         // Each statement answers a row only when it changed something: `xmax = 0` tells an
         // insert from an update.
-        self.bounded(async {
+        let counts = self.bounded(async {
             let mut c = self.conn().await?;
             let tx = c.transaction().await?;
             let mut n = SeedCounts::default();
@@ -914,7 +955,9 @@ impl Store for PgStore {
             tx.commit().await?;
             Ok(n)
         })
-        .await
+        .await?;
+        self.advance().await?;
+        Ok(counts)
     }
 
     async fn patch_user(
@@ -927,17 +970,20 @@ impl Store for PgStore {
             "UPDATE users SET status = COALESCE($3, status), super_admin = COALESCE($4, super_admin) \
              WHERE tenant_key = $1 AND user_id = $2 RETURNING {USER_COLS}"
         );
-        self.read_opt(
-            &sql,
-            &[
-                &tenant_key,
-                &user_id,
-                &patch.status.map(|s| s.as_str()),
-                &patch.super_admin,
-            ],
-            user_row,
-        )
-        .await
+        let user = self
+            .read_opt(
+                &sql,
+                &[
+                    &tenant_key,
+                    &user_id,
+                    &patch.status.map(|s| s.as_str()),
+                    &patch.super_admin,
+                ],
+                user_row,
+            )
+            .await?;
+        self.advance().await?;
+        Ok(user)
     }
 
     async fn patch_app(&self, app_id: &str, patch: AppPatch) -> StoreResult<Option<App>> {
@@ -947,19 +993,22 @@ impl Store for PgStore {
              login = COALESCE($6, login) WHERE app_id = $1 \
              RETURNING {APP_COLS}"
         );
-        self.read_opt(
-            &sql,
-            &[
-                &app_id,
-                &patch.bot,
-                &patch.scopes.as_ref().map(to_json),
-                &patch.tenants.as_ref().map(to_json),
-                &patch.unit,
-                &patch.login.as_ref().map(to_json),
-            ],
-            app_row,
-        )
-        .await
+        let app = self
+            .read_opt(
+                &sql,
+                &[
+                    &app_id,
+                    &patch.bot,
+                    &patch.scopes.as_ref().map(to_json),
+                    &patch.tenants.as_ref().map(to_json),
+                    &patch.unit,
+                    &patch.login.as_ref().map(to_json),
+                ],
+                app_row,
+            )
+            .await?;
+        self.advance().await?;
+        Ok(app)
     }
 
     async fn set_admin_state(
@@ -968,39 +1017,42 @@ impl Store for PgStore {
         state: AdminState,
         now: i64,
     ) -> StoreResult<Option<AdminAccount>> {
-        self.bounded(async {
-            let mut c = self.conn().await?;
-            let tx = c.transaction().await?;
-            let row = tx
-                .query_opt(
-                    &format!(
-                        "UPDATE exchange_admins SET state = $2 WHERE account_folded = $1 \
+        let admin = self
+            .bounded(async {
+                let mut c = self.conn().await?;
+                let tx = c.transaction().await?;
+                let row = tx
+                    .query_opt(
+                        &format!(
+                            "UPDATE exchange_admins SET state = $2 WHERE account_folded = $1 \
                          RETURNING {ADMIN_COLS}"
-                    ),
-                    &[&account_folded, &state.as_str()],
-                )
-                .await?;
-            let Some(admin) = opt(row, admin_row)? else {
-                return Ok(None);
-            };
-            if state == AdminState::Failed {
-                let syncing = tx
+                        ),
+                        &[&account_folded, &state.as_str()],
+                    )
+                    .await?;
+                let Some(admin) = opt(row, admin_row)? else {
+                    return Ok(None);
+                };
+                if state == AdminState::Failed {
+                    let syncing = tx
                     .query(
                         "SELECT seq, status, exchange_folded FROM bindings WHERE admin_folded = $1 \
                          AND status NOT IN ('done', 'err') ORDER BY seq FOR UPDATE",
                         &[&account_folded],
                     )
                     .await?;
-                for r in syncing {
-                    let from = parse(r.try_get(1)?, "binding status", BindingStatus::parse)?;
-                    let change = rules::admin_failed(r.try_get(0)?, from, r.try_get(2)?, now);
-                    apply_change(&tx, &change, now).await?;
+                    for r in syncing {
+                        let from = parse(r.try_get(1)?, "binding status", BindingStatus::parse)?;
+                        let change = rules::admin_failed(r.try_get(0)?, from, r.try_get(2)?, now);
+                        apply_change(&tx, &change, now).await?;
+                    }
                 }
-            }
-            tx.commit().await?;
-            Ok(Some(admin))
-        })
-        .await
+                tx.commit().await?;
+                Ok(Some(admin))
+            })
+            .await?;
+        self.advance().await?;
+        Ok(admin)
     }
 
     async fn issue_app_token(
@@ -1062,25 +1114,28 @@ impl Store for PgStore {
 
     async fn user_token(&self, token: &str) -> StoreResult<Option<Arc<UserToken>>> {
         let hash = token_hash(token);
-        let t = self
-            .read_opt(
-                "SELECT app_id, tenant_key, user_id, scopes, expires_at, revoked, grant_id \
+        let load = async {
+            let t = self
+                .read_opt(
+                    "SELECT app_id, tenant_key, user_id, scopes, expires_at, revoked, grant_id \
                  FROM user_tokens WHERE token_hash = $1",
-                &[&&hash[..]],
-                |r| {
-                    Ok(UserToken {
-                        app_id: r.try_get(0)?,
-                        tenant_key: r.try_get(1)?,
-                        user_id: r.try_get(2)?,
-                        scopes: from_json(r.try_get(3)?)?,
-                        expires_at: r.try_get(4)?,
-                        revoked: r.try_get(5)?,
-                        grant_id: r.try_get(6)?,
-                    })
-                },
-            )
-            .await?;
-        Ok(t.map(Arc::new))
+                    &[&&hash[..]],
+                    |r| {
+                        Ok(UserToken {
+                            app_id: r.try_get(0)?,
+                            tenant_key: r.try_get(1)?,
+                            user_id: r.try_get(2)?,
+                            scopes: from_json(r.try_get(3)?)?,
+                            expires_at: r.try_get(4)?,
+                            revoked: r.try_get(5)?,
+                            grant_id: r.try_get(6)?,
+                        })
+                    },
+                )
+                .await?;
+            Ok(t.map(Arc::new))
+        };
+        self.cache.tokens.get_or_load(hash, load).await
     }
 
     async fn revoke_user_token(&self, token: &str) -> StoreResult<bool> {
@@ -1091,6 +1146,7 @@ impl Store for PgStore {
                 &[&&hash[..]],
             )
             .await?;
+        self.advance().await?;
         Ok(n > 0)
     }
 
@@ -1279,38 +1335,42 @@ impl Store for PgStore {
             tx.commit().await?;
             Ok(())
         })
-        .await
+        .await?;
+        self.advance().await
     }
 
     async fn delete_user(&self, tenant_key: &str, user_id: &str) -> StoreResult<bool> {
-        self.bounded(async {
-            let mut c = self.conn().await?;
-            let tx = c.transaction().await?;
-            let key: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&tenant_key, &user_id];
-            if tx
-                .execute(
-                    "DELETE FROM users WHERE tenant_key = $1 AND user_id = $2",
+        let existed = self
+            .bounded(async {
+                let mut c = self.conn().await?;
+                let tx = c.transaction().await?;
+                let key: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&tenant_key, &user_id];
+                if tx
+                    .execute(
+                        "DELETE FROM users WHERE tenant_key = $1 AND user_id = $2",
+                        &key,
+                    )
+                    .await?
+                    == 0
+                {
+                    return Ok(false);
+                }
+                tx.execute(
+                    "UPDATE user_tokens SET revoked = TRUE WHERE tenant_key = $1 AND user_id = $2",
                     &key,
                 )
-                .await?
-                == 0
-            {
-                return Ok(false);
-            }
-            tx.execute(
-                "UPDATE user_tokens SET revoked = TRUE WHERE tenant_key = $1 AND user_id = $2",
-                &key,
-            )
-            .await?;
-            tx.execute(
+                .await?;
+                tx.execute(
                 "UPDATE refresh_tokens SET revoked = TRUE WHERE tenant_key = $1 AND user_id = $2",
                 &key,
             )
             .await?;
-            tx.commit().await?;
-            Ok(true)
-        })
-        .await
+                tx.commit().await?;
+                Ok(true)
+            })
+            .await?;
+        self.advance().await?;
+        Ok(existed)
     }
 
     async fn binding(&self, exchange_folded: &str) -> StoreResult<Option<BindingRecord>> {
@@ -1564,6 +1624,7 @@ impl Store for PgStore {
             .await?;
             Ok(())
         })
-        .await
+        .await?;
+        self.advance().await
     }
 }
