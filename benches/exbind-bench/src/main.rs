@@ -8,6 +8,7 @@
 //! is reported with each exbind figure as a ratio to the ceiling. `--scale N` adds a fixture
 //! of N bindings: time to ready, GET throughput against the small fixture, and memory.
 
+mod cluster;
 mod load;
 mod soak;
 
@@ -39,6 +40,9 @@ enum Cmd {
     /// Mixed load at a steady rate with faults armed, for minutes: memory, open fds, p99 and
     /// errors per interval, as CSV and a PNG plot.
     Soak(soak::SoakArgs),
+    /// The shared store against the embedded one: PostgreSQL vs SQLite, three servers behind
+    /// HAProxy vs one, Redis vs PostgreSQL counters.
+    Cluster(cluster::ClusterArgs),
     /// The ceiling: a minimal axum server answering a fixed JSON body.
     Ceiling {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -116,6 +120,12 @@ fn main() {
         }
         Cmd::Soak(args) => {
             if let Err(e) = rt.block_on(soak::soak(args)) {
+                eprintln!("exbind-bench: {e}");
+                std::process::exit(1);
+            }
+        }
+        Cmd::Cluster(args) => {
+            if let Err(e) = rt.block_on(cluster::run(args)) {
                 eprintln!("exbind-bench: {e}");
                 std::process::exit(1);
             }

@@ -110,11 +110,30 @@ pub struct ServeArgs {
     #[arg(long, env = "EXBIND_APP_TICKET_INTERVAL", default_value = "3600", value_parser = parse_timeout)]
     pub app_ticket_interval: Duration,
 
-    /// PostgreSQL store shared by several servers (not supported yet).
-    #[arg(long, env = "EXBIND_DATABASE_URL", hide_env_values = true)]
+    /// PostgreSQL store shared by several servers (`postgres://USER@HOST:5432/DB`), in
+    /// place of `--data-dir`.
+    #[arg(
+        long,
+        env = "EXBIND_DATABASE_URL",
+        hide_env_values = true,
+        conflicts_with = "data_dir"
+    )]
     pub database_url: Option<String>,
 
-    /// Redis for shared quota counters (not supported yet).
+    /// The PostgreSQL schema that holds exbind's tables (created if missing).
+    #[arg(long, env = "EXBIND_DATABASE_SCHEMA", default_value = "exbind")]
+    pub database_schema: String,
+
+    /// PostgreSQL connections this server keeps at most.
+    #[arg(long, env = "EXBIND_DATABASE_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub database_pool_size: u32,
+
+    /// Redis for the counters shared by several servers (quota windows, budgets, fault
+    /// `times`); without it they live in PostgreSQL.
     #[arg(long, env = "EXBIND_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key, so several clusters can share one Redis.
+    #[arg(long, env = "EXBIND_REDIS_PREFIX", default_value = "exbind:")]
+    pub redis_prefix: String,
 }

@@ -1,11 +1,19 @@
 //! Fault injection: rules that make matching requests answer a chosen documented error, or
 //! wait first. A rule matches a method and route template, optionally an app and a tenant; it
 //! applies to its next `times` matches, or to a `fraction` of them, until it expires.
+//!
+//! One server keeps its rules in memory; servers sharing a store keep them there, each firing
+//! counted by one atomic update, so `times: 5` means five matches over all servers.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use exbind_api::ErrorCode;
 use parking_lot::Mutex;
 use rand::Rng;
 use serde::Serialize;
+
+use crate::store::StoreResult;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FaultRule {
@@ -55,14 +63,142 @@ pub struct Fault {
     pub latency_ms: u64,
 }
 
+/// Rules kept where several servers see them.
+#[async_trait]
+pub trait FaultStore: Send + Sync {
+    /// Keeps `rule` under a new id, which it returns.
+    async fn add(&self, rule: &FaultRule) -> StoreResult<String>;
+    /// The rules of `route` (every route when `None`), oldest first, live or not.
+    async fn rules(&self, route: Option<&str>) -> StoreResult<Vec<FaultRule>>;
+    async fn remove(&self, id: &str) -> StoreResult<bool>;
+    async fn clear(&self) -> StoreResult<()>;
+    /// Counts one firing of the rule, taking one of its `times`; false when none was left
+    /// (another server took the last).
+    async fn fire(&self, id: &str) -> StoreResult<bool>;
+}
+
+pub enum Faults {
+    Local(LocalFaults),
+    Shared(Arc<dyn FaultStore>),
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults::Local(LocalFaults::default())
+    }
+}
+
+impl Faults {
+    pub async fn add(&self, rule: FaultRule) -> StoreResult<FaultRule> {
+        match self {
+            Faults::Local(l) => Ok(l.add(rule)),
+            Faults::Shared(s) => {
+                let id = s.add(&rule).await?;
+                Ok(FaultRule { id, ..rule })
+            }
+        }
+    }
+
+    pub async fn list(&self, now: i64) -> StoreResult<Vec<FaultRule>> {
+        match self {
+            Faults::Local(l) => Ok(l.list(now)),
+            Faults::Shared(s) => Ok(s
+                .rules(None)
+                .await?
+                .into_iter()
+                .filter(|r| live(r, now))
+                .collect()),
+        }
+    }
+
+    pub async fn remove(&self, id: &str) -> StoreResult<bool> {
+        match self {
+            Faults::Local(l) => Ok(l.remove(id)),
+            Faults::Shared(s) => s.remove(id).await,
+        }
+    }
+
+    pub async fn clear(&self) -> StoreResult<()> {
+        match self {
+            Faults::Local(l) => {
+                l.clear();
+                Ok(())
+            }
+            Faults::Shared(s) => s.clear().await,
+        }
+    }
+
+    /// The first live rule matching this request fires, if its dice say so.
+    pub async fn check(
+        &self,
+        method: &str,
+        route: &str,
+        app_id: Option<&str>,
+        tenant_key: Option<&str>,
+        now: i64,
+    ) -> StoreResult<Option<Fault>> {
+        let shared = match self {
+            Faults::Local(l) => return Ok(l.check(method, route, app_id, tenant_key, now)),
+            Faults::Shared(s) => s,
+        };
+        // Another server may take a rule's last firing between the read and the count: then
+        // read again.
+        loop {
+            let rules = shared.rules(Some(route)).await?;
+            let Some(rule) = rules
+                .iter()
+                .find(|r| live(r, now) && matches(r, method, route, app_id, tenant_key))
+            else {
+                return Ok(None);
+            };
+            if !dice(rule) {
+                return Ok(None);
+            }
+            if shared.fire(&rule.id).await? {
+                return Ok(Some(rule.fault()));
+            }
+        }
+    }
+}
+
+impl FaultRule {
+    fn fault(&self) -> Fault {
+        Fault {
+            error: self.error,
+            latency_ms: self.latency_ms.unwrap_or(0),
+        }
+    }
+}
+
+fn matches(
+    r: &FaultRule,
+    method: &str,
+    route: &str,
+    app_id: Option<&str>,
+    tenant_key: Option<&str>,
+) -> bool {
+    r.method.eq_ignore_ascii_case(method)
+        && r.route == route
+        && r.app_id.as_deref().is_none_or(|a| Some(a) == app_id)
+        && r.tenant_key
+            .as_deref()
+            .is_none_or(|t| Some(t) == tenant_key)
+}
+
+/// Whether a rule with a `fraction` fires this time.
+fn dice(r: &FaultRule) -> bool {
+    r.fraction.is_none_or(|f| rand::rng().random::<f64>() < f)
+}
+
+/// One server's rules, in memory.
 #[derive(Default)]
-pub struct Faults {
+pub struct LocalFaults {
     rules: Mutex<Vec<FaultRule>>,
     next_id: std::sync::atomic::AtomicU64,
 }
 
-impl Faults {
-    pub fn add(&self, mut rule: FaultRule) -> FaultRule {
+impl LocalFaults {
+    fn add(&self, mut rule: FaultRule) -> FaultRule {
         let n = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -72,25 +208,24 @@ impl Faults {
         rule
     }
 
-    pub fn list(&self, now: i64) -> Vec<FaultRule> {
+    fn list(&self, now: i64) -> Vec<FaultRule> {
         let mut rules = self.rules.lock();
         rules.retain(|r| live(r, now));
         rules.clone()
     }
 
-    pub fn remove(&self, id: &str) -> bool {
+    fn remove(&self, id: &str) -> bool {
         let mut rules = self.rules.lock();
         let before = rules.len();
         rules.retain(|r| r.id != id);
         rules.len() != before
     }
 
-    pub fn clear(&self) {
+    fn clear(&self) {
         self.rules.lock().clear();
     }
 
-    /// The first live rule matching this request fires, if its dice say so.
-    pub fn check(
+    fn check(
         &self,
         method: &str,
         route: &str,
@@ -103,27 +238,17 @@ impl Faults {
             return None;
         }
         rules.retain(|r| live(r, now));
-        let rule = rules.iter_mut().find(|r| {
-            r.method.eq_ignore_ascii_case(method)
-                && r.route == route
-                && r.app_id.as_deref().is_none_or(|a| Some(a) == app_id)
-                && r.tenant_key
-                    .as_deref()
-                    .is_none_or(|t| Some(t) == tenant_key)
-        })?;
-        if let Some(f) = rule.fraction {
-            if rand::rng().random::<f64>() >= f {
-                return None;
-            }
+        let rule = rules
+            .iter_mut()
+            .find(|r| matches(r, method, route, app_id, tenant_key))?;
+        if !dice(rule) {
+            return None;
         }
         if let Some(t) = rule.times.as_mut() {
             *t -= 1;
         }
         rule.hits += 1;
-        Some(Fault {
-            error: rule.error,
-            latency_ms: rule.latency_ms.unwrap_or(0),
-        })
+        Some(rule.fault())
     }
 }
 
@@ -153,7 +278,7 @@ mod tests {
 
     #[test]
     fn times_filters_and_expiry() {
-        let f = Faults::default();
+        let f = LocalFaults::default();
         let r = f.add(rule(Some(2), None));
         assert_eq!(r.id, "fault-1");
         assert!(f.check("GET", "/r", Some("b"), None, 0).is_none());
@@ -169,7 +294,7 @@ mod tests {
 
     #[test]
     fn fraction_fires_about_that_often() {
-        let f = Faults::default();
+        let f = LocalFaults::default();
         f.add(rule(None, Some(0.25)));
         let fired = (0..4000)
             .filter(|_| f.check("GET", "/r", Some("a"), None, 0).is_some())

@@ -8,6 +8,7 @@ use exbind_api::BindingStatus;
 use crate::domain::ids::IdSecret;
 use crate::domain::model::{User, UserStatus};
 use crate::seed;
+use crate::store::postgres::{PgOptions, PgStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, UserRow};
 
@@ -90,13 +91,52 @@ scopes = ["calendar:calendar", "calendar:calendar:readonly", "calendar:exchange.
         next_at: Option<i64>,
     ) -> Result<Fixture, String> {
         let store = SqliteStore::open(data_dir).map_err(|e| e.to_string())?;
+        let (users, bindings) = Self::rows(&store, bound, spare).await?;
+        store
+            .load_fixture(Self::TENANT, users, bindings, status, next_at)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Fixture { bound, spare })
+    }
+
+    /// The same fixture (bindings `done`) in a PostgreSQL schema, as `--database-url` and
+    /// `--database-schema` name it.
+    pub async fn build_pg(
+        url: &str,
+        schema: &str,
+        bound: usize,
+        spare: usize,
+    ) -> Result<Fixture, String> {
+        let store = PgStore::open(&PgOptions {
+            url: url.into(),
+            schema: schema.into(),
+            pool_size: 2,
+            op_timeout: std::time::Duration::from_secs(600),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let (users, bindings) = Self::rows(&store, bound, spare).await?;
+        store
+            .load_fixture(Self::TENANT, users, bindings, BindingStatus::Done, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Fixture { bound, spare })
+    }
+
+    /// Loads the seed into `store` and makes the fixture's users and bindings for it.
+    #[allow(clippy::type_complexity)]
+    async fn rows(
+        store: &dyn Store,
+        bound: usize,
+        spare: usize,
+    ) -> Result<(Vec<UserRow>, Vec<(String, String, String)>), String> {
         let secret: [u8; 32] = rand::random();
         let secret = store
             .meta_init("id_secret", secret.to_vec())
             .await
             .map_err(|e| e.to_string())?;
         let ids = IdSecret::new(&secret);
-        seed::load(&Self::seed(), seed::Format::Toml, &store, &ids)
+        seed::load(&Self::seed(), seed::Format::Toml, store, &ids)
             .await
             .map_err(|e| e.to_string())?;
         let user = |user_id: String| UserRow {
@@ -124,10 +164,6 @@ scopes = ["calendar:calendar", "calendar:calendar:readonly", "calendar:exchange.
                 )
             })
             .collect();
-        store
-            .load_fixture(Self::TENANT, users, bindings, status, next_at)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(Fixture { bound, spare })
+        Ok((users, bindings))
     }
 }

@@ -1,12 +1,35 @@
 //! The request journal: the last N requests to the Feishu routes, without tokens or secrets.
+//!
+//! Servers sharing a store also write each entry there before the answer goes out, and the
+//! control plane's journal queries read it there, so any server returns what any server
+//! answered. The in-memory ring stays what this server's event streams read.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+
+use async_trait::async_trait;
 
 use http::Method;
 use parking_lot::Mutex;
 use serde::{Serialize, Serializer};
 
 use crate::pipeline::Identity;
+use crate::store::StoreResult;
+
+/// Where servers sharing a store keep the journal.
+#[async_trait]
+pub trait JournalStore: Send + Sync {
+    /// Keeps `e`, and forgets what is more than `capacity` entries old.
+    async fn record(&self, e: &Entry, capacity: usize) -> StoreResult<()>;
+    /// As `Journal::query`, over the newest `capacity` entries of every server.
+    async fn query(
+        &self,
+        f: &Filter,
+        limit: usize,
+        capacity: usize,
+    ) -> StoreResult<(Vec<Entry>, Option<u64>)>;
+    async fn by_log_id(&self, log_id: &str, capacity: usize) -> StoreResult<Option<Entry>>;
+}
 
 /// One request. Every request to the Feishu routes makes one, so it holds what it was given
 /// (shared or static where it can) and is put into words only when read.
@@ -124,13 +147,50 @@ impl Filter {
 pub struct Journal {
     capacity: usize,
     entries: Mutex<(u64, VecDeque<Entry>)>,
+    shared: Option<Arc<dyn JournalStore>>,
 }
 
 impl Journal {
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn new(capacity: usize) -> Journal {
+        Journal::with_shared(capacity, None)
+    }
+
+    /// Also kept in `shared`, when given.
+    pub fn with_shared(capacity: usize, shared: Option<Arc<dyn JournalStore>>) -> Journal {
         Journal {
             capacity,
             entries: Mutex::new((0, VecDeque::new())),
+            shared,
+        }
+    }
+
+    /// Records `e` here and, on a shared store, there too (before the answer is sent).
+    pub async fn record_everywhere(&self, e: Entry) {
+        if !self.enabled() {
+            return;
+        }
+        if let Some(shared) = &self.shared {
+            if let Err(err) = shared.record(&e, self.capacity).await {
+                tracing::warn!(error = %err, log_id = %e.log_id, "cannot journal a request in the shared store");
+            }
+        }
+        self.record(e);
+    }
+
+    /// The control plane's query: every server's entries on a shared store, else this one's.
+    pub async fn search(&self, f: &Filter, limit: usize) -> StoreResult<(Vec<Entry>, Option<u64>)> {
+        match &self.shared {
+            Some(s) if self.enabled() => s.query(f, limit, self.capacity).await,
+            _ => Ok(self.query(f, limit)),
+        }
+    }
+
+    /// One entry by its log id, from every server's on a shared store.
+    pub async fn find(&self, log_id: &str) -> StoreResult<Option<Entry>> {
+        match &self.shared {
+            Some(s) if self.enabled() => s.by_log_id(log_id, self.capacity).await,
+            _ => Ok(self.by_log_id(log_id)),
         }
     }
 

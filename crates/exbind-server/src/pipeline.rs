@@ -89,6 +89,7 @@ pub async fn inject_fault(
     let Some(fault) = state
         .faults
         .check(method, route, app_id, tenant_key, state.now())
+        .await?
     else {
         return Ok(());
     };
@@ -188,6 +189,7 @@ pub async fn authorize(
     if let Err(t) = state
         .limiter
         .gateway(method, &app.app_id, &token.tenant_key, now)
+        .await?
     {
         state.metrics.quota_rejection("gateway");
         return Err(ApiError::new(ErrorCode::FrequencyLimit)
@@ -237,6 +239,7 @@ pub async fn authorize(
     if let Err(b) = state
         .limiter
         .budgets(method, &app.app_id, &token.tenant_key, now)
+        .await?
     {
         let (kind, code) = match b {
             Budget::App => ("app_budget", ErrorCode::AppRateLimited),

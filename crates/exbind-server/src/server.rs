@@ -19,13 +19,16 @@ use crate::domain::locks::KeyLocks;
 use crate::events::Events;
 use crate::faults::Faults;
 use crate::http::console::session::Sessions;
-use crate::journal::Journal;
-use crate::limits::{Limiter, Limits};
+use crate::journal::{Journal, JournalStore};
+use crate::limits::{Limiter, Limits, SharedCounters};
 use crate::metrics::Metrics;
 use crate::oauth::{jwt, OAuthConfig};
 use crate::seed::{self, SeedError};
 use crate::state::{AppState, SharedState};
 use crate::store::cached::CachedStore;
+use crate::store::postgres::{OpenError as PgOpenError, PgOptions, PgStore};
+use crate::store::redis::{OpenError as RedisOpenError, RedisCounters};
+use crate::store::shared::{PgCounters, PgFaults, PgJournal};
 use crate::store::sqlite::{OpenError, SqliteStore};
 use crate::store::Store;
 use crate::tokens;
@@ -62,6 +65,32 @@ fn config_error(message: impl Into<String>) -> StartError {
     }
 }
 
+impl From<PgOpenError> for StartError {
+    fn from(e: PgOpenError) -> Self {
+        let exit_code = match e {
+            PgOpenError::Config(..) | PgOpenError::NewerSchema { .. } => 2,
+            PgOpenError::Unreachable(..) => 1,
+        };
+        StartError {
+            exit_code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<RedisOpenError> for StartError {
+    fn from(e: RedisOpenError) -> Self {
+        let exit_code = match e {
+            RedisOpenError::Config(..) => 2,
+            RedisOpenError::Unreachable(..) => 1,
+        };
+        StartError {
+            exit_code,
+            message: e.to_string(),
+        }
+    }
+}
+
 impl From<OpenError> for StartError {
     fn from(e: OpenError) -> Self {
         let exit_code = match e {
@@ -84,8 +113,9 @@ fn runtime_error(e: impl std::fmt::Display) -> StartError {
 
 pub struct Server {
     state: SharedState,
-    /// The store's cache, whose binding index fills once serving starts.
-    cached: Arc<CachedStore>,
+    /// The store's cache, whose binding index fills once serving starts; none on a shared
+    /// store, which other servers change too.
+    cached: Option<Arc<CachedStore>>,
     /// The admin token when it was generated (and so may be printed).
     generated_admin_token: Option<String>,
     limits: ConnLimits,
@@ -98,18 +128,42 @@ impl Server {
     }
 
     pub async fn start(args: &ServeArgs, clock: Arc<dyn Clock>) -> Result<Server, StartError> {
-        if args.database_url.is_some() {
+        if args.redis_url.is_some() && args.database_url.is_none() {
             return Err(config_error(
-                "--database-url (PostgreSQL) is not supported yet",
+                "--redis-url needs --database-url: counters are shared only by servers that share a store",
             ));
         }
-        if args.redis_url.is_some() {
-            return Err(config_error("--redis-url (Redis) is not supported yet"));
-        }
-        let cached = Arc::new(CachedStore::new(Arc::new(SqliteStore::open(
-            &args.data_dir,
-        )?)));
-        let store: Arc<dyn Store> = cached.clone();
+        // What any operation on a shared backend may take: below the request's own bound,
+        // so an outage is answered 190003 in time.
+        let op_timeout = args.request_timeout.mul_f64(0.75);
+        let (store, cached, faults, counters, journal): (Arc<dyn Store>, _, _, _, _) =
+            match &args.database_url {
+                Some(url) => {
+                    let pg = PgStore::open(&PgOptions {
+                        url: url.clone(),
+                        schema: args.database_schema.clone(),
+                        pool_size: args.database_pool_size as usize,
+                        op_timeout,
+                    })
+                    .await?;
+                    let counters: Arc<dyn SharedCounters> = match &args.redis_url {
+                        Some(url) => Arc::new(
+                            RedisCounters::open(url, &args.redis_prefix, op_timeout).await?,
+                        ),
+                        None => Arc::new(PgCounters(pg.db())),
+                    };
+                    let faults = Faults::Shared(Arc::new(PgFaults(pg.db())));
+                    let journal: Arc<dyn JournalStore> = Arc::new(PgJournal(pg.db()));
+                    (Arc::new(pg), None, faults, Some(counters), Some(journal))
+                }
+                None => {
+                    let cached = Arc::new(CachedStore::new(Arc::new(SqliteStore::open(
+                        &args.data_dir,
+                    )?)));
+                    (cached.clone(), Some(cached), Faults::default(), None, None)
+                }
+            };
+        let shared_store = counters.is_some();
 
         let secret: [u8; 32] = rand::rng().random();
         let secret = store
@@ -158,13 +212,16 @@ impl Server {
         let state = Arc::new(AppState {
             store,
             clock,
-            limiter: Limiter::new(Limits {
-                enabled: args.rate_limits == OnOff::On,
-                per_second: args.quota_per_second,
-                per_minute: args.quota_per_minute,
-                app_budget_per_second: args.app_budget_per_second,
-                method_budget_per_second: args.method_budget_per_second,
-            }),
+            limiter: Limiter::with_shared(
+                Limits {
+                    enabled: args.rate_limits == OnOff::On,
+                    per_second: args.quota_per_second,
+                    per_minute: args.quota_per_minute,
+                    app_budget_per_second: args.app_budget_per_second,
+                    method_budget_per_second: args.method_budget_per_second,
+                },
+                counters,
+            ),
             locks: KeyLocks::default(),
             ids,
             admin_token,
@@ -173,8 +230,9 @@ impl Server {
             metrics: Metrics::default(),
             schedule: args.sync_stage_durations,
             sync_wake: Notify::new(),
-            faults: Faults::default(),
-            journal: Journal::new(args.journal_size),
+            faults,
+            shared_store,
+            journal: Journal::with_shared(args.journal_size, journal),
             events: Events::default(),
             sessions,
             console: args.console == OnOff::On,
@@ -243,7 +301,9 @@ impl Server {
     /// The HTTP application `serve` serves, the store's binding index filled.
     pub(crate) fn app(&self) -> crate::http::Frame {
         let frame = crate::http::service(self.state.clone());
-        self.cached.fill_index();
+        if let Some(cached) = &self.cached {
+            cached.fill_index();
+        }
         frame
     }
 

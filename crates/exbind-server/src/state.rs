@@ -34,6 +34,9 @@ pub struct AppState {
     pub metrics: Metrics,
     pub schedule: Schedule,
     pub faults: Faults,
+    /// Whether other servers share the store (PostgreSQL): what one server knows of it may be
+    /// changed by another at any time.
+    pub shared_store: bool,
     pub journal: Journal,
     /// Wakes the sync engine when a binding with an early deadline appears.
     pub sync_wake: Notify,

@@ -16,16 +16,24 @@ use crate::store::StoreResult;
 const BATCH: usize = 1000;
 /// The engine looks again at least this often, whatever it was told.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// On a shared store, other servers add bindings without waking this one: it looks this often,
+/// so a step is taken within 1 s of its deadline while any server is up.
+const SHARED_MAX_SLEEP: Duration = Duration::from_millis(500);
 
 pub async fn run(state: SharedState, mut stop: watch::Receiver<bool>) {
+    let max_sleep = if state.shared_store {
+        SHARED_MAX_SLEEP
+    } else {
+        MAX_SLEEP
+    };
     loop {
         let wait = match tick(&state).await {
             Ok(true) => Duration::ZERO,
             Ok(false) => match state.store.next_deadline().await {
                 Ok(Some(at)) => {
-                    Duration::from_millis((at - state.now()).max(0) as u64).min(MAX_SLEEP)
+                    Duration::from_millis((at - state.now()).max(0) as u64).min(max_sleep)
                 }
-                Ok(None) => MAX_SLEEP,
+                Ok(None) => max_sleep,
                 Err(e) => {
                     tracing::error!(error = %e, "sync engine cannot read the schedule");
                     Duration::from_secs(1)

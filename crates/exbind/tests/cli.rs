@@ -137,16 +137,28 @@ async fn bad_flags_exit_2() {
         assert_eq!(status.code(), Some(2), "{args:?}: {err}");
         assert!(!err.trim().is_empty(), "{args:?} says why");
     }
-    for args in [
-        &["--database-url", "postgres://localhost/exbind"][..],
-        &["--redis-url", "redis://localhost"][..],
-    ] {
-        let (status, _, err) = run_to_exit(serve_command(&data, args), Duration::from_secs(20));
-        assert_eq!(status.code(), Some(2), "{args:?}: {err}");
-        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(lines.len(), 1, "{args:?}: {err}");
-        assert!(lines[0].contains("not supported"), "{args:?}: {err}");
-    }
+    // A shared store replaces the data dir: both at once is a bad flag.
+    let (status, _, err) = run_to_exit(
+        serve_command(&data, &["--database-url", "postgres://localhost/exbind"]),
+        Duration::from_secs(20),
+    );
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--database-url") && err.contains("--data-dir"),
+        "{err}"
+    );
+    // Shared counters without a shared store would count for one server only.
+    let (status, _, err) = run_to_exit(
+        serve_command(&data, &["--redis-url", "redis://localhost"]),
+        Duration::from_secs(20),
+    );
+    assert_eq!(status.code(), Some(2), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("--redis-url needs --database-url"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

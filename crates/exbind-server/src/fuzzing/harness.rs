@@ -148,8 +148,12 @@ impl Harness {
 
     /// What every input starts from: counters, fault rules and the journal empty.
     pub fn fresh(&self) {
-        self.state.faults.clear();
-        self.state.limiter.clear();
+        self.rt
+            .block_on(self.state.faults.clear())
+            .expect("fault rules cleared");
+        self.rt
+            .block_on(self.state.limiter.clear())
+            .expect("counters cleared");
         self.state.journal.clear();
     }
 

@@ -237,7 +237,9 @@ pub fn http(data: &[u8]) -> Vec<Answer> {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         // Before the request, which may use up a rule.
-        let faults_armed = !h.state.faults.list(h.state.now()).is_empty();
+        let faults_armed =
+            h.rt.block_on(h.state.faults.list(h.state.now()))
+                .is_ok_and(|rules| !rules.is_empty());
         let (parts, body) = h.send(request);
         let answer = check(&method, &path, kind, &parts, &body, faults_armed);
         if let Some(id) = parts.headers.get("x-tt-logid") {

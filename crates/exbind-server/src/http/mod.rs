@@ -81,7 +81,7 @@ struct Route(&'static str);
 
 /// The label of a matched route: its template, with the catch-all id segment named as the
 /// docs name it. Templates are few and fixed, so each is made once and kept.
-fn route_label(matched: &str) -> &'static str {
+pub(crate) fn route_label(matched: &str) -> &'static str {
     static LABELS: std::sync::LazyLock<
         parking_lot::RwLock<std::collections::HashMap<String, &'static str>>,
     > = std::sync::LazyLock::new(Default::default);
@@ -311,10 +311,20 @@ async fn frame(
     let head_too_large = head_len(&req) > MAX_HEAD;
     let mut req = req;
     req.extensions_mut().insert(slot.clone());
+    // On a shared store the request reads the store's generation as it arrives, and serves
+    // only what was cached under it (store/generation.rs); when that fails it caches nothing.
+    let shared = state.shared_store.then(|| state.store.clone());
     let handled = async move {
-        let fut = std::panic::catch_unwind(AssertUnwindSafe(|| router.call(req)))?;
-        let Ok(resp) = AssertUnwindSafe(fut).catch_unwind().await?;
-        Ok::<_, Box<dyn std::any::Any + Send>>(resp)
+        let generation = match shared {
+            Some(store) => store.generation().await.ok().flatten(),
+            None => None,
+        };
+        crate::store::generation::scope(generation, async move {
+            let fut = std::panic::catch_unwind(AssertUnwindSafe(|| router.call(req)))?;
+            let Ok(resp) = AssertUnwindSafe(fut).catch_unwind().await?;
+            Ok::<_, Box<dyn std::any::Any + Send>>(resp)
+        })
+        .await
     };
     let timeout = state.request_timeout;
     let resp = if head_too_large {
@@ -372,7 +382,7 @@ async fn frame(
         .metrics
         .observe(route, parts.status.as_u16(), code, latency);
     if let Some(path) = path {
-        state.journal.record(journal::Entry {
+        let entry = journal::Entry {
             seq: 0,
             // When it was answered: its arrival is this less `latency_ms`.
             at_ms: state.now(),
@@ -385,7 +395,8 @@ async fn frame(
             log_id: log_id.clone(),
             latency_ms: latency.as_secs_f64() * 1000.0,
             binding: parts.extensions.remove::<journal::Touched>().map(|t| t.0),
-        });
+        };
+        state.journal.record_everywhere(entry).await;
     }
     // One pre-formatted message rather than six fields: the same text, formatted once.
     tracing::info!(

@@ -240,10 +240,12 @@ async fn gate(state: &AppState, route: &'static str, app_id: &str, flat: bool) -
             _ => err(20072, "injected by an exbind fault rule"),
         });
     }
-    if let Err(t) = state
+    let counted = state
         .limiter
         .gateway(Quota::Route(route), app_id, "", state.now())
-    {
+        .await
+        .map_err(|e| err(20050, format!("the quota could not be counted: {e}")))?;
+    if let Err(t) = counted {
         state.metrics.quota_rejection("gateway");
         return Err(throttled(t));
     }
@@ -383,12 +385,16 @@ async fn user_info(
         .user(&token.tenant_key, &token.user_id)
         .await?
         .ok_or(ErrorCode::InvalidUserToken)?;
-    if let Err(t) = state.limiter.gateway(
-        Quota::Route(USER_INFO_ROUTE),
-        &app.app_id,
-        &token.tenant_key,
-        state.now(),
-    ) {
+    if let Err(t) = state
+        .limiter
+        .gateway(
+            Quota::Route(USER_INFO_ROUTE),
+            &app.app_id,
+            &token.tenant_key,
+            state.now(),
+        )
+        .await?
+    {
         state.metrics.quota_rejection("gateway");
         return Err(throttled_error(t));
     }

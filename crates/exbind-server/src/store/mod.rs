@@ -2,8 +2,15 @@
 //! only in this module. Every write is one transaction, acknowledged only once durable.
 
 pub mod cached;
+#[cfg(test)]
+pub(crate) mod conformance;
+pub mod generation;
 mod index;
+pub mod postgres;
+pub mod redis;
+mod rules;
 mod schema;
+pub mod shared;
 pub mod sqlite;
 
 use std::collections::HashMap;
@@ -89,6 +96,11 @@ pub struct Issued {
 pub trait Store: Send + Sync + 'static {
     /// Whether the store answers at all (readiness).
     async fn ping(&self) -> StoreResult<()>;
+    /// The shared store's generation (see `generation`), read once as each request arrives;
+    /// `None` for a store that only this server changes.
+    async fn generation(&self) -> StoreResult<Option<i64>> {
+        Ok(None)
+    }
     /// Whether in-memory indexes are filled (before that, reads are slower, not wrong).
     fn warm(&self) -> bool {
         true

@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::oneshot;
 
+use super::rules;
 use super::schema::{MIGRATIONS, VERSION};
 use super::*;
 
@@ -789,18 +790,7 @@ impl Store for SqliteStore {
                 for (seq, from, exchange_folded) in syncing {
                     apply_change(
                         c,
-                        &StatusChange {
-                            seq,
-                            exchange_folded,
-                            from,
-                            status: BindingStatus::Err,
-                            reason: Some("admin account binding failed".into()),
-                            next_at: None,
-                            steps: vec![Step {
-                                status: BindingStatus::Err,
-                                at: now,
-                            }],
-                        },
+                        &rules::admin_failed(seq, from, exchange_folded, now),
                         now,
                     )?;
                 }
@@ -1138,11 +1128,8 @@ impl Store for SqliteStore {
         self.write(move |c| {
             let exchange_folded = fold(&new.exchange_account);
             let admin_folded = fold(&new.admin_account);
-            if let Some(b) = query_binding(c, &exchange_folded)? {
-                let same = fold(&b.admin_account) == admin_folded
-                    && b.tenant_key == new.tenant_key
-                    && b.user_id == new.user_id;
-                return Ok(if same { CreateOutcome::Existing(b) } else { CreateOutcome::ExchangeTaken });
+            if let Some(found) = rules::exchange_bound(query_binding(c, &exchange_folded)?, &new) {
+                return Ok(found);
             }
             let user_bound: bool = c
                 .prepare_cached("SELECT 1 FROM bindings WHERE tenant_key = ?1 AND user_id = ?2")?
@@ -1167,20 +1154,8 @@ impl Store for SqliteStore {
                 new.now,
             ])?;
             let seq = c.last_insert_rowid();
-            insert_steps(c, seq, &[Step { status: BindingStatus::Doing, at: new.now }])?;
-            Ok(CreateOutcome::Created(BindingRecord {
-                seq,
-                admin_account: new.admin_account,
-                exchange_account: new.exchange_account,
-                tenant_key: new.tenant_key,
-                user_id: new.user_id,
-                status: BindingStatus::Doing,
-                reason: None,
-                scenario: new.scenario,
-                next_at: new.next_at,
-                created_at: new.now,
-                updated_at: new.now,
-            }))
+            insert_steps(c, seq, &[rules::first_step(new.now)])?;
+            Ok(CreateOutcome::Created(rules::created(seq, new)))
         })
         .await
     }
@@ -1200,7 +1175,7 @@ impl Store for SqliteStore {
             let Some(b) = query_binding(c, &e)? else {
                 return Ok(None);
             };
-            if b.tenant_key != t || exbind_api::accounts::fold(&b.admin_account) != a {
+            if !rules::owns(&b, &t, &a) {
                 return Ok(None);
             }
             c.prepare_cached("DELETE FROM bindings WHERE seq = ?1")?

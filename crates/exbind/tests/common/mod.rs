@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+
 use reqwest::{header::HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -223,11 +225,11 @@ impl Server {
 
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(exbind_bin());
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg(&self.listen)
-            .arg("--data-dir")
-            .arg(&self.data_dir);
+        cmd.arg("serve").arg("--listen").arg(&self.listen);
+        // A shared store replaces the data dir.
+        if !self.args.iter().any(|a| a == "--database-url") {
+            cmd.arg("--data-dir").arg(&self.data_dir);
+        }
         if self.admin_flag {
             cmd.arg("--admin-token").arg(&self.admin_token);
         }

@@ -143,46 +143,50 @@ async fn add_fault(
     if !err.detail.field_violations.is_empty() {
         return Err(err);
     }
-    let rule = state.faults.add(FaultRule {
-        id: String::new(),
-        method,
-        route: f.route,
-        app_id: f.app_id,
-        tenant_key: f.tenant_key,
-        times: f.times,
-        fraction: f.fraction,
-        error: code,
-        latency_ms: f.latency_ms,
-        expires_at: f.expires_in.map(|s| state.now() + s * 1000),
-        hits: 0,
-    });
+    let rule = state
+        .faults
+        .add(FaultRule {
+            id: String::new(),
+            method,
+            route: f.route,
+            app_id: f.app_id,
+            tenant_key: f.tenant_key,
+            times: f.times,
+            fraction: f.fraction,
+            error: code,
+            latency_ms: f.latency_ms,
+            expires_at: f.expires_in.map(|s| state.now() + s * 1000),
+            hits: 0,
+        })
+        .await?;
     Ok(success(fault_view(&rule)))
 }
 
-async fn list_faults(State(state): State<SharedState>) -> Response {
+async fn list_faults(State(state): State<SharedState>) -> Result<Response, ApiError> {
     let items: Vec<Value> = state
         .faults
         .list(state.now())
+        .await?
         .iter()
         .map(fault_view)
         .collect();
-    success(json!({"items": items}))
+    Ok(success(json!({"items": items})))
 }
 
 async fn delete_fault(
     State(state): State<SharedState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    if !state.faults.remove(&id) {
+    if !state.faults.remove(&id).await? {
         return Err(ApiError::not_found(format!("fault rule {id:?} not found")));
     }
     Ok(success(json!({"deleted": id})))
 }
 
-async fn clear_faults(State(state): State<SharedState>) -> Response {
-    let n = state.faults.list(state.now()).len();
-    state.faults.clear();
-    success(json!({"cleared": n}))
+async fn clear_faults(State(state): State<SharedState>) -> Result<Response, ApiError> {
+    let n = state.faults.list(state.now()).await?.len();
+    state.faults.clear().await?;
+    Ok(success(json!({"cleared": n})))
 }
 
 /// A journal query as it arrives: every field text, checked by `request_filter`.
@@ -279,7 +283,7 @@ async fn list_requests(
     Query(q): Query<RequestQuery>,
 ) -> Result<Response, ApiError> {
     let (filter, page_size) = request_filter(q)?;
-    let (items, next) = state.journal.query(&filter, page_size);
+    let (items, next) = state.journal.search(&filter, page_size).await?;
     Ok(success(json!({
         "items": items,
         "has_more": next.is_some(),
@@ -295,7 +299,8 @@ async fn get_request(
     capped("log_id", &log_id)?;
     state
         .journal
-        .by_log_id(&log_id)
+        .find(&log_id)
+        .await?
         .map(success)
         .ok_or_else(|| {
             ApiError::not_found(format!("no request with log_id {log_id:?} in the journal"))
@@ -310,9 +315,9 @@ async fn reset(State(state): State<SharedState>, _: Payload) -> Result<Response,
 /// Empties the store, the fault rules, the journal and the quota counters.
 pub(crate) async fn reset_all(state: &AppState) -> StoreResult<()> {
     state.store.reset().await?;
-    state.faults.clear();
+    state.faults.clear().await?;
     state.journal.clear();
-    state.limiter.clear();
+    state.limiter.clear().await?;
     state.events.reload(None);
     Ok(())
 }

@@ -1,0 +1,323 @@
+//! What servers on one PostgreSQL share beside the store: counters (when no Redis is given),
+//! fault rules and the request journal. Each check-and-count is one transaction, exact over
+//! all servers.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use exbind_api::ErrorCode;
+
+use super::postgres::Db;
+use super::{StoreError, StoreResult};
+use crate::domain::model::UserToken;
+use crate::faults::{FaultRule, FaultStore};
+use crate::journal::{Entry, Filter, JournalStore};
+use crate::limits::{SharedCounters, Window};
+use crate::pipeline::Identity;
+
+/// Counters in the `counters` table.
+pub struct PgCounters(pub Db);
+
+#[async_trait]
+impl SharedCounters for PgCounters {
+    async fn take(&self, windows: &[Window], now: i64) -> StoreResult<Option<usize>> {
+        // Rows are created and locked in key order, so two servers never deadlock.
+        let mut sorted: Vec<&Window> = windows.iter().collect();
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
+        let keys: Vec<&str> = sorted.iter().map(|w| w.key.as_str()).collect();
+        let ends: Vec<i64> = sorted.iter().map(|w| w.ends_at).collect();
+        self.0
+            .bounded(async {
+                let mut c = self.0.conn().await?;
+                let tx = c.transaction().await?;
+                let st = tx
+                    .prepare_cached(
+                        "INSERT INTO counters (key, n, expires_at) \
+                         SELECT k, 0, e FROM unnest($1::text[], $2::bigint[]) AS u(k, e) \
+                         ON CONFLICT (key) DO NOTHING",
+                    )
+                    .await?;
+                tx.execute(&st, &[&keys, &ends]).await?;
+                let st = tx
+                    .prepare_cached(
+                        "SELECT key, n FROM counters WHERE key = ANY($1) ORDER BY key FOR UPDATE",
+                    )
+                    .await?;
+                let counts: Vec<(String, i64)> = tx
+                    .query(&st, &[&keys])
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .collect::<StoreResult<_>>()?;
+                let count =
+                    |key: &str| counts.iter().find(|(k, _)| k == key).map_or(0, |(_, n)| *n);
+                if let Some(full) = windows
+                    .iter()
+                    .position(|w| count(&w.key) >= i64::from(w.limit))
+                {
+                    tx.rollback().await?;
+                    return Ok(Some(full));
+                }
+                let st = tx
+                    .prepare_cached("UPDATE counters SET n = n + 1 WHERE key = ANY($1)")
+                    .await?;
+                tx.execute(&st, &[&keys]).await?;
+                // Windows that ended a minute ago are forgotten now and then.
+                if rand::random::<u8>() == 0 {
+                    tx.execute(
+                        "DELETE FROM counters WHERE expires_at < $1",
+                        &[&(now - 120_000)],
+                    )
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(None)
+            })
+            .await
+    }
+
+    async fn clear(&self) -> StoreResult<()> {
+        self.0.execute("DELETE FROM counters", &[]).await.map(drop)
+    }
+}
+
+/// Fault rules in the `faults` table; their ids are `fault-` and the row's id.
+pub struct PgFaults(pub Db);
+
+fn row_id(id: &str) -> Option<i64> {
+    id.strip_prefix("fault-")?.parse().ok()
+}
+
+fn non_negative(v: Option<i64>) -> StoreResult<Option<u64>> {
+    v.map(|n| u64::try_from(n).map_err(|_| StoreError(format!("postgres: negative count {n}"))))
+        .transpose()
+}
+
+#[async_trait]
+impl FaultStore for PgFaults {
+    async fn add(&self, r: &FaultRule) -> StoreResult<String> {
+        let id = self
+            .0
+            .read_opt(
+                "INSERT INTO faults (method, route, app_id, tenant_key, times, fraction, \
+                 error_code, latency_ms, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 RETURNING id",
+                &[
+                    &r.method,
+                    &r.route,
+                    &r.app_id,
+                    &r.tenant_key,
+                    &r.times.map(|t| t as i64),
+                    &r.fraction,
+                    &r.error.map(|e| e.code()),
+                    &r.latency_ms.map(|l| l as i64),
+                    &r.expires_at,
+                ],
+                |row| Ok(row.try_get::<_, i64>(0)?),
+            )
+            .await?
+            .ok_or_else(|| StoreError("postgres: insert returned no id".into()))?;
+        Ok(format!("fault-{id}"))
+    }
+
+    async fn rules(&self, route: Option<&str>) -> StoreResult<Vec<FaultRule>> {
+        self.0
+            .read_all(
+                "SELECT id, method, route, app_id, tenant_key, times, fraction, error_code, \
+                 latency_ms, expires_at, hits FROM faults \
+                 WHERE $1::text IS NULL OR route = $1 ORDER BY id",
+                &[&route],
+                |r| {
+                    let code: Option<i64> = r.try_get(7)?;
+                    Ok(FaultRule {
+                        id: format!("fault-{}", r.try_get::<_, i64>(0)?),
+                        method: r.try_get(1)?,
+                        route: r.try_get(2)?,
+                        app_id: r.try_get(3)?,
+                        tenant_key: r.try_get(4)?,
+                        times: non_negative(r.try_get(5)?)?,
+                        fraction: r.try_get(6)?,
+                        error: code.and_then(ErrorCode::from_code),
+                        latency_ms: non_negative(r.try_get(8)?)?,
+                        expires_at: r.try_get(9)?,
+                        hits: non_negative(r.try_get(10)?)?.unwrap_or(0),
+                    })
+                },
+            )
+            .await
+    }
+
+    async fn remove(&self, id: &str) -> StoreResult<bool> {
+        let Some(id) = row_id(id) else {
+            return Ok(false);
+        };
+        Ok(self
+            .0
+            .execute("DELETE FROM faults WHERE id = $1", &[&id])
+            .await?
+            > 0)
+    }
+
+    async fn clear(&self) -> StoreResult<()> {
+        self.0.execute("DELETE FROM faults", &[]).await.map(drop)
+    }
+
+    async fn fire(&self, id: &str) -> StoreResult<bool> {
+        let Some(id) = row_id(id) else {
+            return Ok(false);
+        };
+        Ok(self
+            .0
+            .execute(
+                "UPDATE faults SET times = times - 1, hits = hits + 1 \
+                 WHERE id = $1 AND (times IS NULL OR times > 0)",
+                &[&id],
+            )
+            .await?
+            > 0)
+    }
+}
+
+/// The request journal in the `journal` table.
+pub struct PgJournal(pub Db);
+
+const JOURNAL_COLS: &str = "seq, at_ms, method, path, route, app_id, tenant_key, user_id, \
+                            status, code, log_id, latency_ms, binding";
+
+/// Only the newest `capacity` entries are answered, whatever is still in the table.
+const NEWEST: &str = "seq > (SELECT COALESCE(MAX(seq), 0) FROM journal) - $1";
+
+fn journal_row(r: &tokio_postgres::Row) -> StoreResult<Entry> {
+    let method: String = r.try_get(2)?;
+    let route: String = r.try_get(4)?;
+    let (app_id, tenant_key, user_id): (Option<String>, Option<String>, Option<String>) =
+        (r.try_get(5)?, r.try_get(6)?, r.try_get(7)?);
+    // What the journal shows of a caller: its app, and for a user token its tenant and user.
+    let who = match (app_id, tenant_key, user_id) {
+        (Some(app_id), Some(tenant_key), Some(user_id)) => {
+            Some(Identity::User(Arc::new(UserToken {
+                app_id,
+                tenant_key,
+                user_id,
+                scopes: Vec::new(),
+                expires_at: 0,
+                revoked: false,
+                grant_id: None,
+            })))
+        }
+        (Some(app_id), None, _) => Some(Identity::App(app_id)),
+        _ => None,
+    };
+    Ok(Entry {
+        seq: r.try_get::<_, i64>(0)? as u64,
+        at_ms: r.try_get(1)?,
+        method: method
+            .parse()
+            .map_err(|_| StoreError(format!("postgres: bad method {method:?}")))?,
+        path: r.try_get(3)?,
+        route: crate::http::route_label(&route),
+        who,
+        status: r.try_get::<_, i32>(8)? as u16,
+        code: r.try_get(9)?,
+        log_id: r.try_get(10)?,
+        latency_ms: r.try_get(11)?,
+        binding: r.try_get(12)?,
+    })
+}
+
+#[async_trait]
+impl JournalStore for PgJournal {
+    async fn record(&self, e: &Entry, capacity: usize) -> StoreResult<()> {
+        let who = e.who.as_ref();
+        self.0
+            .execute(
+                "INSERT INTO journal (at_ms, method, path, route, app_id, tenant_key, user_id, \
+                 status, code, log_id, latency_ms, binding) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                &[
+                    &e.at_ms,
+                    &e.method.as_str(),
+                    &e.path,
+                    &e.route,
+                    &who.map(Identity::app_id),
+                    &who.and_then(Identity::tenant_key),
+                    &who.and_then(Identity::user_id),
+                    &i32::from(e.status),
+                    &e.code,
+                    &e.log_id,
+                    &e.latency_ms,
+                    &e.binding,
+                ],
+            )
+            .await?;
+        // What fell out of the newest `capacity` is dropped now and then.
+        if rand::random::<u8>() < 4 {
+            self.0
+                .execute(
+                    "DELETE FROM journal WHERE seq <= (SELECT MAX(seq) FROM journal) - $1",
+                    &[&(capacity as i64)],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn query(
+        &self,
+        f: &Filter,
+        limit: usize,
+        capacity: usize,
+    ) -> StoreResult<(Vec<Entry>, Option<u64>)> {
+        let sql = format!(
+            "SELECT {JOURNAL_COLS} FROM journal WHERE {NEWEST} \
+             AND ($2::text IS NULL OR upper(method) = upper($2)) \
+             AND ($3::text IS NULL OR route = $3) \
+             AND ($4::text IS NULL OR app_id = $4) \
+             AND ($5::text IS NULL OR tenant_key = $5) \
+             AND ($6::text IS NULL OR user_id = $6) \
+             AND ($7::integer IS NULL OR status = $7) \
+             AND ($8::bigint IS NULL OR code = $8) \
+             AND ($9::bigint IS NULL OR at_ms >= $9) \
+             AND ($10::bigint IS NULL OR seq < $10) \
+             ORDER BY seq DESC LIMIT $11"
+        );
+        let mut out = self
+            .0
+            .read_all(
+                &sql,
+                &[
+                    &(capacity as i64),
+                    &f.method,
+                    &f.route,
+                    &f.app_id,
+                    &f.tenant_key,
+                    &f.user_id,
+                    &f.status.map(i32::from),
+                    &f.code,
+                    &f.since_ms,
+                    &f.before_seq.map(|s| s as i64),
+                    &(limit as i64 + 1),
+                ],
+                journal_row,
+            )
+            .await?;
+        let more = out.len() > limit;
+        out.truncate(limit);
+        let next = if more {
+            out.last().map(|e| e.seq)
+        } else {
+            None
+        };
+        Ok((out, next))
+    }
+
+    async fn by_log_id(&self, log_id: &str, capacity: usize) -> StoreResult<Option<Entry>> {
+        let sql = format!(
+            "SELECT {JOURNAL_COLS} FROM journal WHERE {NEWEST} AND log_id = $2 \
+             ORDER BY seq DESC LIMIT 1"
+        );
+        self.0
+            .read_opt(&sql, &[&(capacity as i64), &log_id], journal_row)
+            .await
+    }
+}
