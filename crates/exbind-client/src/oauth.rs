@@ -9,7 +9,7 @@
 //! let pkce = oauth::Pkce::new();
 //! let state = oauth::random_state();
 //! let redirect = "http://127.0.0.1:8910/callback";
-//! let url = oauth::authorize_url(base, "cli_…", redirect, None, &state, &pkce.challenge);
+//! let url = oauth::authorize_url(base, "cli_…", redirect, None, &state, &pkce.challenge)?;
 //! println!("open {url}");
 //! // … the browser comes back to `redirect` with `code` and the same `state` …
 //! # let code = "";
