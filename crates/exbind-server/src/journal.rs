@@ -144,6 +144,19 @@ impl Filter {
     }
 }
 
+/// One page of a query, from up to `limit + 1` matches newest first (the one past the page
+/// only says that more match): the first `limit`, and the sequence number to page on from.
+pub(crate) fn page(mut newest_first: Vec<Entry>, limit: usize) -> (Vec<Entry>, Option<u64>) {
+    let more = newest_first.len() > limit;
+    newest_first.truncate(limit);
+    let next = if more {
+        newest_first.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    (newest_first, next)
+}
+
 pub struct Journal {
     capacity: usize,
     entries: Mutex<(u64, VecDeque<Entry>)>,
@@ -219,21 +232,14 @@ impl Journal {
     /// Newest first, at most `limit`; also the sequence number to page on from, if more match.
     pub fn query(&self, f: &Filter, limit: usize) -> (Vec<Entry>, Option<u64>) {
         let g = self.entries.lock();
-        let mut out: Vec<Entry> =
+        let out: Vec<Entry> =
             g.1.iter()
                 .rev()
                 .filter(|e| f.matches(e))
                 .take(limit + 1)
                 .cloned()
                 .collect();
-        let more = out.len() > limit;
-        out.truncate(limit);
-        let next = if more {
-            out.last().map(|e| e.seq)
-        } else {
-            None
-        };
-        (out, next)
+        page(out, limit)
     }
 
     /// The sequence number of the newest entry (0 before the first).
@@ -342,5 +348,18 @@ mod tests {
         let off = Journal::new(0);
         off.record(entry(1));
         assert!(off.query(&Filter::default(), 10).0.is_empty());
+    }
+
+    /// What the shared store's query relies on: `limit + 1` rows fetched, `limit` answered.
+    #[test]
+    fn a_page_names_where_to_go_on_only_when_more_match() {
+        let newest_first =
+            |n: u64| -> Vec<Entry> { (1..=n).rev().map(|seq| Entry { seq, ..entry(0) }).collect() };
+        let seqs = |p: &[Entry]| p.iter().map(|e| e.seq).collect::<Vec<_>>();
+        let (out, next) = page(newest_first(3), 3);
+        assert_eq!((seqs(&out), next), (vec![3, 2, 1], None));
+        let (out, next) = page(newest_first(4), 3);
+        assert_eq!((seqs(&out), next), (vec![4, 3, 2], Some(2)));
+        assert_eq!(page(Vec::new(), 3).1, None);
     }
 }

@@ -11,7 +11,7 @@ use super::postgres::Db;
 use super::{StoreError, StoreResult};
 use crate::domain::model::UserToken;
 use crate::faults::{FaultRule, FaultStore};
-use crate::journal::{Entry, Filter, JournalStore};
+use crate::journal::{self, Entry, Filter, JournalStore};
 use crate::limits::{SharedCounters, Window};
 use crate::pipeline::Identity;
 
@@ -281,7 +281,7 @@ impl JournalStore for PgJournal {
              AND ($10::bigint IS NULL OR seq < $10) \
              ORDER BY seq DESC LIMIT $11"
         );
-        let mut out = self
+        let out = self
             .0
             .read_all(
                 &sql,
@@ -301,14 +301,7 @@ impl JournalStore for PgJournal {
                 journal_row,
             )
             .await?;
-        let more = out.len() > limit;
-        out.truncate(limit);
-        let next = if more {
-            out.last().map(|e| e.seq)
-        } else {
-            None
-        };
-        Ok((out, next))
+        Ok(journal::page(out, limit))
     }
 
     async fn by_log_id(&self, log_id: &str, capacity: usize) -> StoreResult<Option<Entry>> {
