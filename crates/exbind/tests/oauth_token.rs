@@ -81,15 +81,25 @@ fn server_with(args: &[&str]) -> Server {
     Server::builder().seed(SEED).args(args).start()
 }
 
-/// A code for `user` of `app` from the control plane, with `extra` fields.
-async fn code_for(s: &Server, app: &str, user: &str, extra: Value) -> String {
+/// The control plane's code request for `user` of `app` in acme, with `extra` fields.
+fn code_request(app: &str, user: &str, extra: Value) -> Value {
     let mut body = json!({"app_id": app, "tenant_key": "acme", "user_id": user,
                           "redirect_uri": REDIRECT});
     body.as_object_mut()
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
-    let r = s.admin(Method::POST, CODES, Some(&body)).await;
-    let d = r.ok();
+    body
+}
+
+/// A code issued by the control plane: its `data`.
+async fn issue_code(s: &Server, app: &str, user: &str, extra: Value) -> Value {
+    let body = code_request(app, user, extra);
+    s.admin(Method::POST, CODES, Some(&body)).await.ok().clone()
+}
+
+/// A code for `user` of `app` from the control plane, with `extra` fields.
+async fn code_for(s: &Server, app: &str, user: &str, extra: Value) -> String {
+    let d = issue_code(s, app, user, extra).await;
     assert_eq!(d["expires_in"], 300);
     let code = d["code"].as_str().unwrap().to_string();
     assert!(code.len() >= 32, "{code}");
@@ -103,6 +113,27 @@ async fn code(s: &Server) -> String {
 /// A JSON token request.
 async fn token(s: &Server, body: Value) -> Resp {
     s.call(Method::POST, TOKEN, None, Some(&body)).await
+}
+
+/// A token request with its own headers and body bytes.
+async fn token_raw(s: &Server, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Resp {
+    s.request(Method::POST, TOKEN, headers, Some(body.into()))
+        .await
+}
+
+/// The exchange of a fresh code for `boss`, with `key` set to `value` (or removed).
+async fn exchange_with(s: &Server, key: &str, value: Value) -> Resp {
+    token(s, with(exchange_body(&code(s).await), key, value)).await
+}
+
+/// The exchange of `code` with `verifier` as its PKCE verifier (none, for `Value::Null`).
+async fn exchange_pkce(s: &Server, code: &str, verifier: Value) -> Resp {
+    token(s, with(exchange_body(code), "code_verifier", verifier)).await
+}
+
+/// What the exchange of a fresh code for `boss` grants.
+async fn fresh_grant(s: &Server) -> Value {
+    granted(&token(s, exchange_body(&code(s).await)).await).clone()
 }
 
 fn exchange_body(code: &str) -> Value {
@@ -167,6 +198,11 @@ fn granted(r: &Resp) -> &Value {
 async fn token_works(s: &Server, token: &str) -> i64 {
     s.get(token, DOC_ID, None).await.code()
 }
+
+/// `token_works` for the access token of a grant.
+async fn access_works(s: &Server, grant: &Value) -> i64 {
+    token_works(s, grant["access_token"].as_str().unwrap()).await
+}
 const ACCEPTED: i64 = 195106;
 
 fn s256(verifier: &str) -> String {
@@ -218,46 +254,40 @@ async fn a_form_body_with_basic_client_auth_works_and_the_query_of_the_redirect_
         "grant_type=authorization_code&code={with_query}&redirect_uri={}",
         pct("https://app.example:443/callback?from=test")
     );
-    let r = s
-        .request(
-            Method::POST,
-            TOKEN,
-            &[
-                ("Authorization", &basic),
-                ("Content-Type", "application/x-www-form-urlencoded"),
-            ],
-            Some(form.into_bytes()),
-        )
-        .await;
+    let r = token_raw(
+        &s,
+        &[
+            ("Authorization", &basic),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        form,
+    )
+    .await;
     assert!(granted(&r)["access_token"]
         .as_str()
         .unwrap()
         .starts_with("eyJ"));
     // A JSON body labelled a form (what `curl -d` sends) is read as JSON.
     let labelled = code(&s).await;
-    let r = s
-        .request(
-            Method::POST,
-            TOKEN,
-            &[("Content-Type", "application/x-www-form-urlencoded")],
-            Some(exchange_body(&labelled).to_string().into_bytes()),
-        )
-        .await;
+    let r = token_raw(
+        &s,
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        exchange_body(&labelled).to_string(),
+    )
+    .await;
     granted(&r);
     // A client_id in the body beside Basic is fine when it is the same.
     let plain = code(&s).await;
-    let r = s
-        .request(
-            Method::POST,
-            TOKEN,
-            &[("Authorization", &basic), ("Content-Type", "application/json")],
-            Some(
-                json!({"grant_type": "authorization_code", "code": plain, "client_id": "cli_login"})
-                    .to_string()
-                    .into_bytes(),
-            ),
-        )
-        .await;
+    let r = token_raw(
+        &s,
+        &[
+            ("Authorization", &basic),
+            ("Content-Type", "application/json"),
+        ],
+        json!({"grant_type": "authorization_code", "code": plain, "client_id": "cli_login"})
+            .to_string(),
+    )
+    .await;
     granted(&r);
 }
 
@@ -340,28 +370,21 @@ async fn a_refresh_rotates_the_refresh_token_keeps_the_full_grant_and_the_old_ac
     let third = granted(&r);
     assert!(third.get("refresh_token").is_none(), "{third}");
     for t in [&first, &second, third] {
-        assert_eq!(
-            token_works(&s, t["access_token"].as_str().unwrap()).await,
-            ACCEPTED
-        );
+        assert_eq!(access_works(&s, t).await, ACCEPTED);
     }
 }
 
 #[tokio::test]
 async fn access_tokens_and_refresh_tokens_survive_a_restart() {
     let mut s = server();
-    let r = token(&s, exchange_body(&code(&s).await)).await;
-    let b = granted(&r).clone();
+    let b = fresh_grant(&s).await;
     let kid = |t: &str| -> Value {
         let h = t.split('.').next().unwrap();
         serde_json::from_slice::<Value>(&URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()["kid"].clone()
     };
     let pending = code(&s).await;
     s.restart();
-    assert_eq!(
-        token_works(&s, b["access_token"].as_str().unwrap()).await,
-        ACCEPTED
-    );
+    assert_eq!(access_works(&s, &b).await, ACCEPTED);
     let r = token(&s, refresh_body(b["refresh_token"].as_str().unwrap())).await;
     let after = granted(&r);
     // The same signing key: the data dir keeps it.
@@ -383,22 +406,10 @@ async fn pkce_s256_and_plain_codes_exchange_with_their_verifier() {
         json!({"code_challenge": s256(VERIFIER), "code_challenge_method": "S256"}),
     )
     .await;
-    granted(
-        &token(
-            &s,
-            with(exchange_body(&code), "code_verifier", json!(VERIFIER)),
-        )
-        .await,
-    );
+    granted(&exchange_pkce(&s, &code, json!(VERIFIER)).await);
     // A challenge without a method is plain.
     let code = code_for(&s, "cli_login", "boss", json!({"code_challenge": VERIFIER})).await;
-    granted(
-        &token(
-            &s,
-            with(exchange_body(&code), "code_verifier", json!(VERIFIER)),
-        )
-        .await,
-    );
+    granted(&exchange_pkce(&s, &code, json!(VERIFIER)).await);
 }
 
 #[tokio::test]
@@ -416,26 +427,13 @@ async fn an_unknown_jwt_shaped_token_is_an_invalid_token() {
 #[tokio::test]
 async fn revoking_an_access_token_revokes_the_whole_grant() {
     let s = server();
-    let r = token(&s, exchange_body(&code(&s).await)).await;
-    let b = granted(&r).clone();
+    let b = fresh_grant(&s).await;
     let rotated = token(&s, refresh_body(b["refresh_token"].as_str().unwrap())).await;
     let rotated = granted(&rotated).clone();
-    s.admin(
-        Method::POST,
-        "/_exbind/v1/user_access_tokens/revoke",
-        Some(&json!({"access_token": b["access_token"]})),
-    )
-    .await
-    .ok();
+    s.revoke(json!({"access_token": b["access_token"]})).await;
     // Both access tokens of the grant, and its current refresh token.
-    assert_eq!(
-        token_works(&s, b["access_token"].as_str().unwrap()).await,
-        99991668
-    );
-    assert_eq!(
-        token_works(&s, rotated["access_token"].as_str().unwrap()).await,
-        99991668
-    );
+    assert_eq!(access_works(&s, &b).await, 99991668);
+    assert_eq!(access_works(&s, &rotated).await, 99991668);
     let r = token(&s, refresh_body(rotated["refresh_token"].as_str().unwrap())).await;
     assert_oauth(&r, 400, 20064, "invalid_grant");
 }
@@ -443,17 +441,13 @@ async fn revoking_an_access_token_revokes_the_whole_grant() {
 #[tokio::test]
 async fn a_deleted_user_loses_its_tokens_and_its_codes() {
     let s = server();
-    let r = token(&s, exchange_body(&code(&s).await)).await;
-    let b = granted(&r).clone();
+    let b = fresh_grant(&s).await;
     let minted = s.mint("cli_login", "acme", "boss").await;
     let pending = code(&s).await;
     s.admin(Method::DELETE, "/_exbind/v1/tenants/acme/users/boss", None)
         .await
         .ok();
-    assert_eq!(
-        token_works(&s, b["access_token"].as_str().unwrap()).await,
-        99991668
-    );
+    assert_eq!(access_works(&s, &b).await, 99991668);
     assert_eq!(token_works(&s, &minted).await, 99991668);
     let again = s
         .admin(Method::DELETE, "/_exbind/v1/tenants/acme/users/boss", None)
@@ -499,14 +493,7 @@ async fn the_gateway_quota_answers_flat() {
 #[tokio::test]
 async fn codes_from_the_control_plane_are_checked_like_the_page_checks_them() {
     let s = server();
-    let bad = |extra: Value| {
-        let mut b = json!({"app_id": "cli_login", "tenant_key": "acme", "user_id": "boss",
-                           "redirect_uri": REDIRECT});
-        b.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        b
-    };
+    let bad = |extra: Value| code_request("cli_login", "boss", extra);
     for (extra, field) in [
         (
             json!({"redirect_uri": "https://evil.example/callback"}),
@@ -545,11 +532,7 @@ async fn codes_from_the_control_plane_are_checked_like_the_page_checks_them() {
 async fn e20001_a_required_parameter_is_missing() {
     let s = server();
     for missing in ["grant_type", "client_id", "client_secret", "code"] {
-        let r = token(
-            &s,
-            with(exchange_body(&code(&s).await), missing, Value::Null),
-        )
-        .await;
+        let r = exchange_with(&s, missing, Value::Null).await;
         assert_oauth(&r, 400, 20001, "invalid_request");
         assert!(
             r.body["error_description"]
@@ -567,15 +550,7 @@ async fn e20001_a_required_parameter_is_missing() {
 #[tokio::test]
 async fn e20002_wrong_client_secret() {
     let s = server();
-    let r = token(
-        &s,
-        with(
-            exchange_body(&code(&s).await),
-            "client_secret",
-            json!("nope"),
-        ),
-    )
-    .await;
+    let r = exchange_with(&s, "client_secret", json!("nope")).await;
     assert_oauth(&r, 400, 20002, "invalid_client");
 }
 
@@ -589,18 +564,9 @@ async fn e20003_no_such_code() {
 #[tokio::test]
 async fn e20004_code_expired() {
     let s = server_with(&["--oauth-code-ttl", "1"]);
-    let r = s
-        .admin(
-            Method::POST,
-            CODES,
-            Some(
-                &json!({"app_id": "cli_login", "tenant_key": "acme", "user_id": "boss",
-                         "redirect_uri": REDIRECT}),
-            ),
-        )
-        .await;
-    assert_eq!(r.ok()["expires_in"], 1);
-    let code = r.ok()["code"].as_str().unwrap().to_string();
+    let d = issue_code(&s, "cli_login", "boss", json!({})).await;
+    assert_eq!(d["expires_in"], 1);
+    let code = d["code"].as_str().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_oauth(
         &token(&s, exchange_body(&code)).await,
@@ -629,13 +595,8 @@ async fn e20008_the_codes_user_was_deleted() {
 async fn e20009_the_app_is_no_longer_installed_in_the_users_tenant() {
     let s = server();
     let code = code(&s).await;
-    s.admin(
-        Method::PATCH,
-        "/_exbind/v1/apps/cli_login",
-        Some(&json!({"tenants": []})),
-    )
-    .await
-    .ok();
+    s.patch_ok("/_exbind/v1/apps/cli_login", json!({"tenants": []}))
+        .await;
     assert_oauth(
         &token(&s, exchange_body(&code)).await,
         400,
@@ -647,26 +608,13 @@ async fn e20009_the_app_is_no_longer_installed_in_the_users_tenant() {
 #[tokio::test]
 async fn e20010_the_user_is_outside_available_to() {
     let s = server();
+    const LOOPBACK: &str = "http://127.0.0.1:9/cb";
     let few = |code: &str| {
         json!({"grant_type": "authorization_code", "client_id": "cli_few",
-               "client_secret": "few-secret", "code": code, "redirect_uri": "http://127.0.0.1:9/cb"})
+               "client_secret": "few-secret", "code": code, "redirect_uri": LOOPBACK})
     };
-    let code_of = |user: &'static str| {
-        let s = &s;
-        async move {
-            let r = s
-                .admin(
-                    Method::POST,
-                    CODES,
-                    Some(
-                        &json!({"app_id": "cli_few", "tenant_key": "acme", "user_id": user,
-                                 "redirect_uri": "http://127.0.0.1:9/cb"}),
-                    ),
-                )
-                .await;
-            r.ok()["code"].as_str().unwrap().to_string()
-        }
-    };
+    let code_of =
+        |user: &'static str| code_for(&s, "cli_few", user, json!({"redirect_uri": LOOPBACK}));
     assert_oauth(
         &token(&s, few(&code_of("alice").await)).await,
         400,
@@ -675,22 +623,16 @@ async fn e20010_the_user_is_outside_available_to() {
     );
     granted(&token(&s, few(&code_of("boss").await)).await);
     // A bare user id means that user in any of the app's tenants; null lets everyone in.
-    s.admin(
-        Method::PATCH,
+    s.patch_ok(
         "/_exbind/v1/apps/cli_few",
-        Some(&json!({"available_to": ["alice"]})),
+        json!({"available_to": ["alice"]}),
     )
-    .await
-    .ok();
+    .await;
     granted(&token(&s, few(&code_of("alice").await)).await);
-    let r = s
-        .admin(
-            Method::PATCH,
-            "/_exbind/v1/apps/cli_few",
-            Some(&json!({"available_to": null})),
-        )
+    let app = s
+        .patch_ok("/_exbind/v1/apps/cli_few", json!({"available_to": null}))
         .await;
-    assert_eq!(r.ok()["available_to"], Value::Null);
+    assert_eq!(app["available_to"], Value::Null);
     granted(&token(&s, few(&code_of("boss").await)).await);
 }
 
@@ -746,7 +688,7 @@ async fn e20036_another_grant_type() {
 #[tokio::test]
 async fn e20037_refresh_token_expired() {
     let s = server_with(&["--refresh-token-ttl", "1"]);
-    let b = granted(&token(&s, exchange_body(&code(&s).await)).await).clone();
+    let b = fresh_grant(&s).await;
     assert_eq!(b["refresh_token_expires_in"], 1);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = token(&s, refresh_body(b["refresh_token"].as_str().unwrap())).await;
@@ -771,29 +713,18 @@ async fn e20049_pkce_verifier_missing_malformed_or_not_matching() {
         json!(format!("{}!", "a".repeat(50))),
         json!("x".repeat(43)),
     ] {
-        let r = token(&s, with(exchange_body(&code), "code_verifier", verifier)).await;
+        let r = exchange_pkce(&s, &code, verifier).await;
         assert_oauth(&r, 400, 20049, "invalid_grant");
     }
     // Failed attempts do not spend the code.
-    granted(
-        &token(
-            &s,
-            with(exchange_body(&code), "code_verifier", json!(VERIFIER)),
-        )
-        .await,
-    );
+    granted(&exchange_pkce(&s, &code, json!(VERIFIER)).await);
 }
 
 #[tokio::test]
 async fn e20050_internal_failure_from_a_fault_rule() {
     let s = server();
-    s.admin(
-        Method::POST,
-        "/_exbind/v1/faults",
-        Some(&json!({"method": "POST", "route": TOKEN, "times": 1, "error": {"code": 190003}})),
-    )
-    .await
-    .ok();
+    s.add_fault(json!({"method": "POST", "route": TOKEN, "times": 1, "error": {"code": 190003}}))
+        .await;
     let code = code(&s).await;
     let r = token(&s, exchange_body(&code)).await;
     assert_oauth(&r, 500, 20050, "server_error");
@@ -820,14 +751,7 @@ async fn e20063_body_not_json_or_form_or_a_field_of_the_wrong_type() {
             "code=a&code=b&grant_type=authorization_code".to_string(),
         ),
     ] {
-        let r = s
-            .request(
-                Method::POST,
-                TOKEN,
-                &[("Content-Type", ct)],
-                Some(body.into_bytes()),
-            )
-            .await;
+        let r = token_raw(&s, &[("Content-Type", ct)], body).await;
         assert_oauth(&r, 400, 20063, "invalid_request");
     }
     // A body over the 64 KiB cap is not read at all: 20063 too, flat.
@@ -847,21 +771,12 @@ async fn e20063_body_not_json_or_form_or_a_field_of_the_wrong_type() {
 #[tokio::test]
 async fn e20064_refresh_token_revoked() {
     let s = server();
-    let b = granted(&token(&s, exchange_body(&code(&s).await)).await).clone();
-    s.admin(
-        Method::POST,
-        "/_exbind/v1/user_access_tokens/revoke",
-        Some(&json!({"refresh_token": b["refresh_token"]})),
-    )
-    .await
-    .ok();
+    let b = fresh_grant(&s).await;
+    s.revoke(json!({"refresh_token": b["refresh_token"]})).await;
     let r = token(&s, refresh_body(b["refresh_token"].as_str().unwrap())).await;
     assert_oauth(&r, 400, 20064, "invalid_grant");
     // The grant's access token went with it.
-    assert_eq!(
-        token_works(&s, b["access_token"].as_str().unwrap()).await,
-        99991668
-    );
+    assert_eq!(access_works(&s, &b).await, 99991668);
 }
 
 #[tokio::test]
@@ -869,20 +784,14 @@ async fn e20065_code_already_used_revokes_what_it_issued() {
     let s = server();
     let code = code(&s).await;
     let b = granted(&token(&s, exchange_body(&code)).await).clone();
-    assert_eq!(
-        token_works(&s, b["access_token"].as_str().unwrap()).await,
-        ACCEPTED
-    );
+    assert_eq!(access_works(&s, &b).await, ACCEPTED);
     assert_oauth(
         &token(&s, exchange_body(&code)).await,
         400,
         20065,
         "invalid_grant",
     );
-    assert_eq!(
-        token_works(&s, b["access_token"].as_str().unwrap()).await,
-        99991668
-    );
+    assert_eq!(access_works(&s, &b).await, 99991668);
     let r = token(&s, refresh_body(b["refresh_token"].as_str().unwrap())).await;
     assert_oauth(&r, 400, 20064, "invalid_grant");
 }
@@ -902,15 +811,7 @@ async fn e20066_the_user_is_dismissed() {
 #[tokio::test]
 async fn e20067_scope_lists_a_scope_twice() {
     let s = server();
-    let r = token(
-        &s,
-        with(
-            exchange_body(&code(&s).await),
-            "scope",
-            json!("offline_access offline_access"),
-        ),
-    )
-    .await;
+    let r = exchange_with(&s, "scope", json!("offline_access offline_access")).await;
     assert_oauth(&r, 400, 20067, "invalid_scope");
 }
 
@@ -935,28 +836,16 @@ async fn e20068_scope_asks_for_a_scope_not_granted() {
 #[tokio::test]
 async fn e20069_the_app_is_disabled() {
     let s = server();
-    let r = token(
-        &s,
-        json!({"grant_type": "authorization_code", "client_id": "cli_off",
-               "client_secret": "off-secret", "code": "x"}),
-    )
-    .await;
+    let off = json!({"grant_type": "authorization_code", "client_id": "cli_off",
+                     "client_secret": "off-secret", "code": "x"});
+    let r = token(&s, off.clone()).await;
     assert_oauth(&r, 400, 20069, "unauthorized_client");
     // Enabled again through PATCH, it gets as far as the code.
-    let r = s
-        .admin(
-            Method::PATCH,
-            "/_exbind/v1/apps/cli_off",
-            Some(&json!({"enabled": true})),
-        )
+    let app = s
+        .patch_ok("/_exbind/v1/apps/cli_off", json!({"enabled": true}))
         .await;
-    assert_eq!(r.ok()["enabled"], true);
-    let r = token(
-        &s,
-        json!({"grant_type": "authorization_code", "client_id": "cli_off",
-               "client_secret": "off-secret", "code": "x"}),
-    )
-    .await;
+    assert_eq!(app["enabled"], true);
+    let r = token(&s, off).await;
     assert_oauth(&r, 400, 20003, "invalid_grant");
 }
 
@@ -968,17 +857,15 @@ async fn e20070_client_credentials_in_basic_and_body() {
         exchange_body(&code(&s).await),
         json!({"grant_type": "authorization_code", "client_id": "cli_other", "code": "x"}),
     ] {
-        let r = s
-            .request(
-                Method::POST,
-                TOKEN,
-                &[
-                    ("Authorization", &basic),
-                    ("Content-Type", "application/json"),
-                ],
-                Some(body.to_string().into_bytes()),
-            )
-            .await;
+        let r = token_raw(
+            &s,
+            &[
+                ("Authorization", &basic),
+                ("Content-Type", "application/json"),
+            ],
+            body.to_string(),
+        )
+        .await;
         assert_oauth(&r, 400, 20070, "invalid_client");
     }
 }
@@ -986,31 +873,18 @@ async fn e20070_client_credentials_in_basic_and_body() {
 #[tokio::test]
 async fn e20071_redirect_uri_differs() {
     let s = server();
-    let r = token(
-        &s,
-        with(
-            exchange_body(&code(&s).await),
-            "redirect_uri",
-            json!("https://app.example/other"),
-        ),
-    )
-    .await;
+    let r = exchange_with(&s, "redirect_uri", json!("https://app.example/other")).await;
     assert_oauth(&r, 400, 20071, "invalid_grant");
 }
 
 #[tokio::test]
 async fn e20072_temporarily_unavailable_from_a_fault_rule() {
     let s = server();
-    s.admin(
-        Method::POST,
-        "/_exbind/v1/faults",
-        Some(
-            &json!({"method": "POST", "route": TOKEN, "app_id": "cli_login", "times": 1,
-                     "error": {"code": 190010}}),
-        ),
+    s.add_fault(
+        json!({"method": "POST", "route": TOKEN, "app_id": "cli_login", "times": 1,
+               "error": {"code": 190010}}),
     )
-    .await
-    .ok();
+    .await;
     let r = token(&s, exchange_body(&code(&s).await)).await;
     assert_oauth(&r, 503, 20072, "temporarily_unavailable");
 }
@@ -1018,7 +892,7 @@ async fn e20072_temporarily_unavailable_from_a_fault_rule() {
 #[tokio::test]
 async fn e20073_refresh_token_already_used() {
     let s = server();
-    let b = granted(&token(&s, exchange_body(&code(&s).await)).await).clone();
+    let b = fresh_grant(&s).await;
     let rt = b["refresh_token"].as_str().unwrap();
     granted(&token(&s, refresh_body(rt)).await);
     assert_oauth(
@@ -1032,18 +906,17 @@ async fn e20073_refresh_token_already_used() {
 #[tokio::test]
 async fn e20074_the_app_does_not_allow_refresh_tokens() {
     let s = server();
-    let b = granted(&token(&s, exchange_body(&code(&s).await)).await).clone();
-    let r = s
-        .admin(
-            Method::PATCH,
+    let b = fresh_grant(&s).await;
+    let app = s
+        .patch_ok(
             "/_exbind/v1/apps/cli_login",
-            Some(&json!({"refresh_tokens": false})),
+            json!({"refresh_tokens": false}),
         )
         .await;
-    assert_eq!(r.ok()["refresh_tokens"], false);
+    assert_eq!(app["refresh_tokens"], false);
     let r = token(&s, refresh_body(b["refresh_token"].as_str().unwrap())).await;
     assert_oauth(&r, 400, 20074, "unauthorized_client");
     // And a new exchange issues no refresh token.
-    let b = granted(&token(&s, exchange_body(&code(&s).await)).await).clone();
+    let b = fresh_grant(&s).await;
     assert!(b.get("refresh_token").is_none(), "{b}");
 }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod fixtures;
 
 use reqwest::{header::HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
