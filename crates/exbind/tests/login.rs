@@ -46,6 +46,15 @@ fn run(c: Command) -> CliOut {
     cli_run(c, Duration::from_secs(60))
 }
 
+/// The permission bits of the credentials file.
+fn credentials_mode(xdg: &Path) -> u32 {
+    std::fs::metadata(credentials(xdg))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
+}
+
 #[tokio::test]
 async fn login_asks_with_pkce_and_state_and_refuses_an_answer_with_another_state() {
     let s = Server::basic();
@@ -169,11 +178,7 @@ async fn a_stored_login_is_used_last_after_flag_environment_and_config() {
     let out = run(cli_in(xdg.path(), &["logout", "--base-url", &s.base]));
     out.success();
     assert!(out.stdout.contains("logged out of"), "{out:#?}");
-    let mode = std::fs::metadata(credentials(xdg.path()))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(credentials_mode(xdg.path()), 0o600);
     let out = run(cli_in(xdg.path(), &["logout", "--base-url", &s.base]));
     assert_eq!(out.code, Some(1), "{out:#?}");
     assert!(out.stderr.contains("not logged in"), "{out:#?}");
@@ -196,13 +201,7 @@ async fn a_stored_login_that_cannot_be_refreshed_says_run_exbind_login() {
     // Revoked while it should still live: the call answers 99991668, and the refresh token
     // is no good either.
     let token = s.mint("cli_acme", "acme", "boss").await;
-    s.admin(
-        reqwest::Method::POST,
-        "/_exbind/v1/user_access_tokens/revoke",
-        Some(&json!({"access_token": token})),
-    )
-    .await
-    .assert(200, 0);
+    s.revoke(json!({"access_token": token})).await;
     store_login(
         xdg.path(),
         &s.base,
@@ -238,20 +237,21 @@ scopes = ["calendar:calendar", "calendar:calendar:readonly", "contact:user.email
           "offline_access"]
 "#;
 
-fn stored_field(xdg: &Path, key: &str) -> toml::Value {
-    let doc: toml::Table = std::fs::read_to_string(credentials(xdg))
+/// The credentials file, parsed.
+fn stored(xdg: &Path) -> toml::Table {
+    std::fs::read_to_string(credentials(xdg))
         .unwrap()
         .parse()
-        .unwrap();
-    doc["logins"][0][key].clone()
+        .unwrap()
+}
+
+fn stored_field(xdg: &Path, key: &str) -> toml::Value {
+    stored(xdg)["logins"][0][key].clone()
 }
 
 /// Rewrites the stored login's local expiry.
 fn set_stored_expiry(xdg: &Path, expires_at: i64) {
-    let mut doc: toml::Table = std::fs::read_to_string(credentials(xdg))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let mut doc = stored(xdg);
     let logins = doc.get_mut("logins").unwrap().as_array_mut().unwrap();
     logins[0]
         .as_table_mut()
@@ -300,6 +300,26 @@ fn request_handle(page: &str) -> String {
     v[..v.find('"').unwrap()].to_string()
 }
 
+/// The form of the authorize page after `page`: its request handle and `field`.
+async fn submit(
+    http: &reqwest::Client,
+    form: &str,
+    page: &str,
+    field: (&str, &str),
+) -> reqwest::Response {
+    http.post(form)
+        .form(&[("request", request_handle(page).as_str()), field])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The text of a page that must answer 200.
+async fn page_text(r: reqwest::Response) -> String {
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
+}
+
 /// Completes a running `exbind login` as a user's browser would, by the pages' form
 /// contract: the authorize URL, the account `acme/boss`, Authorize, and the redirect back
 /// to the loopback listener. Returns the page the listener answered.
@@ -309,49 +329,26 @@ async fn complete_through_the_pages(s: &Server, login: &CliLogin) -> String {
         .build()
         .unwrap();
     let form = s.url("/open-apis/authen/v1/authorize");
-    let page = http.get(login.url.clone()).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let page = page.text().await.unwrap();
+    let page = page_text(http.get(login.url.clone()).send().await.unwrap()).await;
     assert!(
         page.contains("value=\"acme/boss\""),
         "the account is offered: {page}"
     );
-    let consent = http
-        .post(&form)
-        .form(&[
-            ("request", request_handle(&page).as_str()),
-            ("user", "acme/boss"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(consent.status(), 200);
-    let consent = consent.text().await.unwrap();
+    let consent = page_text(submit(&http, &form, &page, ("user", "acme/boss")).await).await;
     assert!(
         consent.contains("value=\"allow\""),
         "the consent step: {consent}"
     );
-    let done = http
-        .post(&form)
-        .form(&[
-            ("request", request_handle(&consent).as_str()),
-            ("decision", "allow"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let done = submit(&http, &form, &consent, ("decision", "allow")).await;
     assert_eq!(done.status(), 302, "{:?}", done.text().await);
     let back = done.headers()["location"].to_str().unwrap().to_string();
     assert!(back.starts_with(&login.query()["redirect_uri"]), "{back}");
     http.get(back).send().await.unwrap().text().await.unwrap()
 }
 
-#[tokio::test]
-async fn a_login_completed_through_the_authorize_pages_over_http() {
-    let s = Server::builder().seed(CLI_LOGIN_SEED).start();
-    let xdg = tempfile::tempdir().unwrap();
-    let login = CliLogin::start(xdg.path(), &s.base, &[]);
-    let page = complete_through_the_pages(&s, &login).await;
+/// Waits for a login whose listener answered `page`: it must have completed and exit 0.
+/// Returns its stdout.
+async fn finished(login: CliLogin, page: &str) -> String {
     assert!(
         page.contains("Logged in") && page.contains("You may close this page"),
         "{page}"
@@ -360,6 +357,16 @@ async fn a_login_completed_through_the_authorize_pages_over_http() {
         .await
         .unwrap();
     assert_eq!(code, Some(0), "{out}\n{err}");
+    out
+}
+
+#[tokio::test]
+async fn a_login_completed_through_the_authorize_pages_over_http() {
+    let s = Server::builder().seed(CLI_LOGIN_SEED).start();
+    let xdg = tempfile::tempdir().unwrap();
+    let login = CliLogin::start(xdg.path(), &s.base, &[]);
+    let page = complete_through_the_pages(&s, &login).await;
+    finished(login, &page).await;
     let who = run(cli_in(xdg.path(), &["whoami"]));
     who.success();
     assert!(who.stdout.contains("Boss"), "{who:#?}");
@@ -379,14 +386,7 @@ async fn a_login_is_stored_used_refreshed_and_forgotten() {
     let xdg = tempfile::tempdir().unwrap();
     let login = CliLogin::start(xdg.path(), &s.base, &[]);
     let page = complete_with_a_code(&s, &login).await;
-    assert!(
-        page.contains("Logged in") && page.contains("You may close this page"),
-        "{page}"
-    );
-    let (code, out, err) = tokio::task::spawn_blocking(move || login.finish())
-        .await
-        .unwrap();
-    assert_eq!(code, Some(0), "{out}\n{err}");
+    let out = finished(login, &page).await;
     assert!(
         out.contains(&format!(
             "logged in to {} as Boss with app cli_acme",
@@ -395,11 +395,11 @@ async fn a_login_is_stored_used_refreshed_and_forgotten() {
         "{out}"
     );
 
-    let mode = std::fs::metadata(credentials(xdg.path()))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600, "the credentials are the owner's only");
+    assert_eq!(
+        credentials_mode(xdg.path()),
+        0o600,
+        "the credentials are the owner's only"
+    );
     let first = stored_field(xdg.path(), "access_token");
     assert!(
         first.as_str().unwrap().starts_with("eyJ"),
@@ -441,9 +441,9 @@ async fn a_login_is_stored_used_refreshed_and_forgotten() {
         second,
         "refreshed on 99991677"
     );
-    let refreshes = s
-        .journal_entries("route=/open-apis/authen/v2/oauth/token&code=0")
-        .await;
+    // The token endpoint's successes: the exchange and each refresh.
+    const GRANTS: &str = "route=/open-apis/authen/v2/oauth/token&code=0";
+    let refreshes = s.journal_entries(GRANTS).await;
     assert_eq!(
         refreshes.len(),
         1 + 3,
@@ -479,9 +479,7 @@ async fn a_login_is_stored_used_refreshed_and_forgotten() {
         8,
         "every row reached the API: {report}"
     );
-    let after = s
-        .journal_entries("route=/open-apis/authen/v2/oauth/token&code=0")
-        .await;
+    let after = s.journal_entries(GRANTS).await;
     assert_eq!(
         after.len(),
         refreshes.len() + 1,
@@ -490,13 +488,8 @@ async fn a_login_is_stored_used_refreshed_and_forgotten() {
 
     // Revoked with its grant: refresh is impossible, and the error says what to do.
     let token = stored_field(xdg.path(), "access_token");
-    s.admin(
-        reqwest::Method::POST,
-        "/_exbind/v1/user_access_tokens/revoke",
-        Some(&json!({"access_token": token.as_str().unwrap()})),
-    )
-    .await
-    .assert(200, 0);
+    s.revoke(json!({"access_token": token.as_str().unwrap()}))
+        .await;
     let out = run(cli_in(xdg.path(), &["get", &id]));
     assert_eq!(out.code, Some(1), "{out:#?}");
     assert!(
