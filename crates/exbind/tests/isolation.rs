@@ -92,6 +92,11 @@ const VICTIM_ADMIN: &str = "admin@north.example";
 const VICTIM_EXCHANGE: &str = "mailbox-7d1@north.example";
 const SOUTH_ADMIN: &str = "admin@south.example";
 
+/// The path of the north tenant's binding the matrices aim at.
+fn victim_item() -> String {
+    format!("{BINDINGS}/{}", binding_id(VICTIM_ADMIN, VICTIM_EXCHANGE))
+}
+
 /// Every answer of a run, kept for the secrets scan: what was asked, and what came back.
 #[derive(Default)]
 struct Seen(std::sync::Mutex<Vec<(String, String)>>);
@@ -192,8 +197,7 @@ async fn mint_all(s: &Server, seen: &Seen, issued: &mut Vec<String>) -> Tokens {
 /// reach it, a route, and the documented answer; no answer names what the attacker did not
 /// send of the victim (its user, mailbox, tenant, open ids).
 async fn feishu_matrix(s: &Server, seen: &Seen, t: &Tokens) {
-    let victim_id = binding_id(VICTIM_ADMIN, VICTIM_EXCHANGE);
-    let item = format!("{BINDINGS}/{victim_id}");
+    let item = victim_item();
     let by_user_id = format!("{BINDINGS}?user_id_type=user_id");
     let create = |admin: &str, exchange: &str, user: &str| {
         Some(json!({"admin_account": admin, "exchange_account": exchange, "user_id": user}))
@@ -377,27 +381,17 @@ async fn feishu_matrix(s: &Server, seen: &Seen, t: &Tokens) {
 
 /// The north tenant's binding the matrix aims at.
 async fn victim(s: &Server, seen: &Seen, t: &Tokens) {
-    let r = feishu(
-        s,
-        seen,
-        Method::POST,
-        &format!("{BINDINGS}?user_id_type=user_id"),
-        &t.north_boss,
-        Some(json!({"admin_account": VICTIM_ADMIN, "exchange_account": VICTIM_EXCHANGE, "user_id": "n-victim"})),
-    )
-    .await;
-    r.ok();
+    let path = format!("{BINDINGS}?user_id_type=user_id");
+    let bind = async |token: &str, admin: &str, exchange: &str, user: &str| {
+        let body = json!({"admin_account": admin, "exchange_account": exchange, "user_id": user});
+        feishu(s, seen, Method::POST, &path, token, Some(body))
+            .await
+            .ok()
+            .clone()
+    };
+    bind(&t.north_boss, VICTIM_ADMIN, VICTIM_EXCHANGE, "n-victim").await;
     // And one in the south, so that neither list is empty.
-    let r = feishu(
-        s,
-        seen,
-        Method::POST,
-        &format!("{BINDINGS}?user_id_type=user_id"),
-        &t.south_boss,
-        Some(json!({"admin_account": SOUTH_ADMIN, "exchange_account": "own@south.example", "user_id": "s-user"})),
-    )
-    .await;
-    r.ok();
+    bind(&t.south_boss, SOUTH_ADMIN, "own@south.example", "s-user").await;
 }
 
 fn iso_server() -> Server {
@@ -408,13 +402,20 @@ fn iso_server() -> Server {
         .start()
 }
 
-#[tokio::test]
-async fn no_token_reaches_another_tenants_data_on_any_feishu_route() {
+/// A server with the victim's binding and every identity's token, and what the control
+/// plane shows of both tenants before a matrix runs.
+async fn before_a_matrix() -> (Server, Seen, Tokens, Value) {
     let s = iso_server();
     let seen = Seen::default();
     let t = mint_all(&s, &seen, &mut Vec::new()).await;
     victim(&s, &seen, &t).await;
     let before = state(&s, &seen).await;
+    (s, seen, t, before)
+}
+
+#[tokio::test]
+async fn no_token_reaches_another_tenants_data_on_any_feishu_route() {
+    let (s, seen, t, before) = before_a_matrix().await;
     feishu_matrix(&s, &seen, &t).await;
     assert_eq!(
         state(&s, &seen).await,
@@ -422,18 +423,8 @@ async fn no_token_reaches_another_tenants_data_on_any_feishu_route() {
         "the matrix changed something"
     );
     // The victim's owner still reads it as it was.
-    let r = feishu(
-        &s,
-        &seen,
-        Method::GET,
-        &format!(
-            "{BINDINGS}/{}?user_id_type=user_id",
-            binding_id(VICTIM_ADMIN, VICTIM_EXCHANGE)
-        ),
-        &t.north_boss,
-        None,
-    )
-    .await;
+    let by_user_id = format!("{}?user_id_type=user_id", victim_item());
+    let r = feishu(&s, &seen, Method::GET, &by_user_id, &t.north_boss, None).await;
     assert_eq!(r.ok()["user_id"], "n-victim");
 }
 
@@ -516,11 +507,7 @@ async fn control_matrix(s: &Server, seen: &Seen, t: &Tokens) {
 
 #[tokio::test]
 async fn every_control_plane_route_refuses_a_missing_or_wrong_admin_token() {
-    let s = iso_server();
-    let seen = Seen::default();
-    let t = mint_all(&s, &seen, &mut Vec::new()).await;
-    victim(&s, &seen, &t).await;
-    let before = state(&s, &seen).await;
+    let (s, seen, t, before) = before_a_matrix().await;
     control_matrix(&s, &seen, &t).await;
     // Nothing was seeded, reset, patched, minted, revoked or faulted.
     assert_eq!(state(&s, &seen).await, before);
@@ -529,16 +516,9 @@ async fn every_control_plane_route_refuses_a_missing_or_wrong_admin_token() {
     s.admin(Method::GET, "/_exbind/v1/tenants/intruder", None)
         .await
         .assert_err(404, 99991201);
-    feishu(
-        &s,
-        &seen,
-        Method::GET,
-        &format!("{BINDINGS}/{}", binding_id(VICTIM_ADMIN, VICTIM_EXCHANGE)),
-        &t.north_boss,
-        None,
-    )
-    .await
-    .ok();
+    feishu(&s, &seen, Method::GET, &victim_item(), &t.north_boss, None)
+        .await
+        .ok();
 }
 
 /// The id secret, from the store itself.
@@ -575,7 +555,7 @@ async fn no_token_or_secret_appears_in_the_log_the_journal_or_any_answer() {
     }
     // A tenant token on the binding API, a revoked user token, a forged one.
     let tenant_token = issued.last().unwrap().clone();
-    let item = format!("{BINDINGS}/{}", binding_id(VICTIM_ADMIN, VICTIM_EXCHANGE));
+    let item = victim_item();
     feishu(&s, &seen, Method::GET, &item, &tenant_token, None)
         .await
         .assert_err(400, 99991663);
