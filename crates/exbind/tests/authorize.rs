@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 const AUTHORIZE: &str = "/open-apis/authen/v1/authorize";
@@ -97,13 +97,7 @@ async fn exchange(s: &Server, code: &str, extra: Value) -> Resp {
     body.as_object_mut()
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
-    s.call(
-        Method::POST,
-        "/open-apis/authen/v2/oauth/token",
-        None,
-        Some(&body),
-    )
-    .await
+    s.oauth_token(&body).await
 }
 
 #[tokio::test]
@@ -354,14 +348,7 @@ async fn login_hint_skips_the_account_step_and_with_auto_consent_no_page_is_show
     let body = json!({"grant_type": "authorization_code", "client_id": "cli_auto",
                       "client_secret": "auto-secret", "code": p.param("code").unwrap(),
                       "code_verifier": verifier});
-    let r = s
-        .call(
-            Method::POST,
-            "/open-apis/authen/v2/oauth/token",
-            None,
-            Some(&body),
-        )
-        .await;
+    let r = s.oauth_token(&body).await;
     assert_eq!(r.body["code"], 0, "{}", r.text);
     assert_eq!(r.body["scope"], "offline_access");
     // auto_consent without a hint: choosing the account is the last step.

@@ -265,19 +265,14 @@ fn set_stored_expiry(xdg: &Path, expires_at: i64) {
 /// delivered to the loopback listener as the browser would. Returns the listener's page.
 async fn complete_with_a_code(s: &Server, login: &CliLogin) -> String {
     let q = login.query();
-    let r = s
-        .admin(
-            reqwest::Method::POST,
-            "/_exbind/v1/oauth/codes",
-            Some(
-                &json!({"app_id": "cli_acme", "tenant_key": "acme", "user_id": "boss",
-                         "redirect_uri": q["redirect_uri"], "code_challenge": q["code_challenge"],
-                         "code_challenge_method": "S256"}),
-            ),
+    let d = s
+        .issue_code(
+            &json!({"app_id": "cli_acme", "tenant_key": "acme", "user_id": "boss",
+                     "redirect_uri": q["redirect_uri"], "code_challenge": q["code_challenge"],
+                     "code_challenge_method": "S256"}),
         )
         .await;
-    r.assert(200, 0);
-    let code = r.body["data"]["code"].as_str().unwrap();
+    let code = d["code"].as_str().unwrap();
     reqwest::Client::new()
         .get(&q["redirect_uri"])
         .query(&[("code", code), ("state", &q["state"])])
@@ -442,8 +437,8 @@ async fn a_login_is_stored_used_refreshed_and_forgotten() {
         "refreshed on 99991677"
     );
     // The token endpoint's successes: the exchange and each refresh.
-    const GRANTS: &str = "route=/open-apis/authen/v2/oauth/token&code=0";
-    let refreshes = s.journal_entries(GRANTS).await;
+    let grants = format!("route={}&code=0", common::fixtures::OAUTH_TOKEN_PATH);
+    let refreshes = s.journal_entries(&grants).await;
     assert_eq!(
         refreshes.len(),
         1 + 3,
@@ -479,7 +474,7 @@ async fn a_login_is_stored_used_refreshed_and_forgotten() {
         8,
         "every row reached the API: {report}"
     );
-    let after = s.journal_entries(GRANTS).await;
+    let after = s.journal_entries(&grants).await;
     assert_eq!(
         after.len(),
         refreshes.len() + 1,

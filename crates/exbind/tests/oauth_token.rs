@@ -14,7 +14,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-const TOKEN: &str = "/open-apis/authen/v2/oauth/token";
+const TOKEN: &str = common::fixtures::OAUTH_TOKEN_PATH;
 const CODES: &str = "/_exbind/v1/oauth/codes";
 const REDIRECT: &str = "https://app.example/callback";
 
@@ -91,15 +91,9 @@ fn code_request(app: &str, user: &str, extra: Value) -> Value {
     body
 }
 
-/// A code issued by the control plane: its `data`.
-async fn issue_code(s: &Server, app: &str, user: &str, extra: Value) -> Value {
-    let body = code_request(app, user, extra);
-    s.admin(Method::POST, CODES, Some(&body)).await.ok().clone()
-}
-
 /// A code for `user` of `app` from the control plane, with `extra` fields.
 async fn code_for(s: &Server, app: &str, user: &str, extra: Value) -> String {
-    let d = issue_code(s, app, user, extra).await;
+    let d = s.issue_code(&code_request(app, user, extra)).await;
     assert_eq!(d["expires_in"], 300);
     let code = d["code"].as_str().unwrap().to_string();
     assert!(code.len() >= 32, "{code}");
@@ -112,7 +106,7 @@ async fn code(s: &Server) -> String {
 
 /// A JSON token request.
 async fn token(s: &Server, body: Value) -> Resp {
-    s.call(Method::POST, TOKEN, None, Some(&body)).await
+    s.oauth_token(&body).await
 }
 
 /// A token request with its own headers and body bytes.
@@ -564,7 +558,9 @@ async fn e20003_no_such_code() {
 #[tokio::test]
 async fn e20004_code_expired() {
     let s = server_with(&["--oauth-code-ttl", "1"]);
-    let d = issue_code(&s, "cli_login", "boss", json!({})).await;
+    let d = s
+        .issue_code(&code_request("cli_login", "boss", json!({})))
+        .await;
     assert_eq!(d["expires_in"], 1);
     let code = d["code"].as_str().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(1100)).await;

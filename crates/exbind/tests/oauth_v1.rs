@@ -59,10 +59,10 @@ async fn code(s: &Server, scope: Option<&str>) -> String {
     if let Some(sc) = scope {
         body["scope"] = json!(sc);
     }
-    let r = s
-        .admin(Method::POST, "/_exbind/v1/oauth/codes", Some(&body))
-        .await;
-    r.ok()["code"].as_str().unwrap().to_string()
+    s.issue_code(&body).await["code"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn by_code(code: &str) -> Value {
@@ -276,14 +276,7 @@ async fn user_info_accepts_a_v2_jwt() {
     let s = Server::builder().seed(SEED).start();
     let body = json!({"grant_type": "authorization_code", "client_id": "cli_all",
                       "client_secret": "all-secret", "code": code(&s, None).await});
-    let r = s
-        .call(
-            Method::POST,
-            "/open-apis/authen/v2/oauth/token",
-            None,
-            Some(&body),
-        )
-        .await;
+    let r = s.oauth_token(&body).await;
     let jwt = r.body["access_token"].as_str().unwrap().to_string();
     let d = s
         .call(Method::GET, USER_INFO, Some(&jwt), None)

@@ -143,17 +143,11 @@ async fn run_authen_flow(sdk: &str, program: &Path, args: &[PathBuf], user: &str
     let s = Server::builder().seed(SDK_SEED).start();
     let mut codes = Vec::new();
     for _ in 0..2 {
-        let r = s
-            .admin(
-                reqwest::Method::POST,
-                "/_exbind/v1/oauth/codes",
-                Some(
-                    &serde_json::json!({"app_id": LOGIN_APP, "tenant_key": TENANT,
-                                         "user_id": user, "redirect_uri": "http://127.0.0.1:9/cb"}),
-                ),
-            )
+        let d = s
+            .issue_code(&serde_json::json!({"app_id": LOGIN_APP, "tenant_key": TENANT,
+                                            "user_id": user, "redirect_uri": "http://127.0.0.1:9/cb"}))
             .await;
-        codes.push(r.ok()["code"].as_str().unwrap().to_string());
+        codes.push(d["code"].as_str().unwrap().to_string());
     }
     let ids = s.user_ids(TENANT, user, LOGIN_APP).await;
     let mut cmd = script_command(program);
