@@ -83,10 +83,23 @@ const RUN: u8 = 0;
 const GRACEFUL: u8 = 1;
 const CLOSE: u8 = 2;
 
+/// Milliseconds since the server started, as of the sweeper's last tick.
+#[derive(Default)]
+struct Coarse(AtomicU64);
+
+impl Coarse {
+    fn now(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 struct Conn {
     /// Phase and since, in one word, so the sweeper never pairs one's phase with another
     /// phase's start.
     state: AtomicU64,
+    /// The registry's clock, so that a request's bookkeeping touches only its connection
+    /// (a shared count of references would bounce between the cores on every request).
+    clock: Arc<Coarse>,
     /// Bytes went to the socket since hyper last flushed: a response may be half written.
     unflushed: AtomicBool,
     signal: AtomicU8,
@@ -97,6 +110,11 @@ impl Conn {
     fn set(&self, phase: u64, since: u64) {
         self.state
             .store(phase << PHASE_SHIFT | since & SINCE_MASK, Ordering::Release);
+    }
+
+    /// Now doing `phase`, since now.
+    fn enter(&self, phase: u64) {
+        self.set(phase, self.clock.now());
     }
 
     fn phase(&self) -> (u64, u64) {
@@ -120,8 +138,8 @@ impl Conn {
 /// Every open connection, the coarse clock, and whether the server is draining.
 struct Registry {
     started: Instant,
-    /// Milliseconds since `started`, as of the sweeper's last tick.
-    now_ms: AtomicU64,
+    /// Milliseconds since `started`.
+    clock: Arc<Coarse>,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     next_id: AtomicU64,
     draining: AtomicBool,
@@ -130,24 +148,21 @@ struct Registry {
 }
 
 impl Registry {
-    fn now(&self) -> u64 {
-        self.now_ms.load(Ordering::Relaxed)
-    }
-
     fn tick(&self) -> u64 {
         let now = self.started.elapsed().as_millis() as u64;
-        self.now_ms.store(now, Ordering::Relaxed);
+        self.clock.0.store(now, Ordering::Relaxed);
         now
     }
 
     fn add(self: &Arc<Self>) -> (Arc<Conn>, Deregister) {
         let conn = Arc::new(Conn {
             state: AtomicU64::new(0),
+            clock: self.clock.clone(),
             unflushed: AtomicBool::new(false),
             signal: AtomicU8::new(RUN),
             waker: AtomicWaker::new(),
         });
-        conn.set(HEAD, self.now());
+        conn.enter(HEAD);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.conns.lock().insert(id, conn.clone());
         self.metrics.open.inc();
@@ -232,7 +247,6 @@ pin_project_lite::pin_project! {
         #[pin]
         io: TcpStream,
         conn: Arc<Conn>,
-        registry: Arc<Registry>,
         // What replaced hyper's last write, and how much of it is written.
         rewritten: Option<(Vec<u8>, usize)>,
     }
@@ -339,7 +353,7 @@ impl AsyncRead for Watched {
         let before = buf.filled().len();
         let polled = this.io.poll_read(cx, buf);
         if buf.filled().len() > before && this.conn.phase().0 == IDLE {
-            this.conn.set(HEAD, this.registry.now());
+            this.conn.enter(HEAD);
         }
         polled
     }
@@ -405,7 +419,6 @@ impl AsyncWrite for Watched {
 struct Service {
     frame: Frame,
     conn: Arc<Conn>,
-    registry: Arc<Registry>,
 }
 
 impl hyper::service::Service<http::Request<Incoming>> for Service {
@@ -418,7 +431,6 @@ impl hyper::service::Service<http::Request<Incoming>> for Service {
         Answering {
             inner: self.frame.answer(req),
             conn: self.conn.clone(),
-            registry: self.registry.clone(),
         }
     }
 }
@@ -428,15 +440,14 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         conn: Arc<Conn>,
-        registry: Arc<Registry>,
     }
 }
 
 /// The answer is made: hyper writes it (unflushed until then), then waits for the next
 /// request.
-fn answered(conn: &Conn, registry: &Registry) {
+fn answered(conn: &Conn) {
     conn.unflushed.store(true, Ordering::Relaxed);
-    conn.set(IDLE, registry.now());
+    conn.enter(IDLE);
 }
 
 impl<F> Future for Answering<F>
@@ -449,16 +460,15 @@ where
         let this = self.project();
         let Ok(resp) = std::task::ready!(this.inner.poll(cx));
         if resp.body().size_hint().exact().is_some() {
-            answered(this.conn, this.registry);
+            answered(this.conn);
             return Poll::Ready(Ok(resp));
         }
         // A stream (the event stream): the request is in progress until it ends.
-        let (conn, registry) = (this.conn.clone(), this.registry.clone());
+        let conn = this.conn.clone();
         Poll::Ready(Ok(resp.map(|inner| {
             Body::new(Streaming {
                 inner,
                 conn,
-                registry,
                 ended: false,
             })
         })))
@@ -471,7 +481,6 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Body,
         conn: Arc<Conn>,
-        registry: Arc<Registry>,
         ended: bool,
     }
 
@@ -479,7 +488,7 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if !*this.ended {
-                answered(this.conn, this.registry);
+                answered(this.conn);
             }
         }
     }
@@ -497,7 +506,7 @@ impl HttpBody for Streaming {
         let polled = this.inner.poll_frame(cx);
         if matches!(polled, Poll::Ready(None | Some(Err(_)))) && !*this.ended {
             *this.ended = true;
-            answered(this.conn, this.registry);
+            answered(this.conn);
         }
         polled
     }
@@ -523,7 +532,7 @@ pub async fn serve(
 ) {
     let registry = Arc::new(Registry {
         started: Instant::now(),
-        now_ms: AtomicU64::new(0),
+        clock: Arc::default(),
         conns: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(0),
         draining: AtomicBool::new(false),
@@ -579,13 +588,11 @@ pub async fn serve(
         let io = TokioIo::new(Watched {
             io: stream,
             conn: conn.clone(),
-            registry: registry.clone(),
             rewritten: None,
         });
         let service = Service {
             frame: frame.clone(),
             conn: conn.clone(),
-            registry: registry.clone(),
         };
         let http = builder.serve_connection(io, service);
         tokio::spawn(async move {

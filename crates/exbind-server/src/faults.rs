@@ -137,26 +137,40 @@ impl Faults {
         tenant_key: Option<&str>,
         now: i64,
     ) -> StoreResult<Option<Fault>> {
-        let shared = match self {
-            Faults::Local(l) => return Ok(l.check(method, route, app_id, tenant_key, now)),
-            Faults::Shared(s) => s,
+        match self {
+            Faults::Local(l) => Ok(l.check(method, route, app_id, tenant_key, now)),
+            // Boxed, so that a server keeping its rules in memory does not carry this wait in
+            // every request's future.
+            Faults::Shared(s) => {
+                Box::pin(check_shared(&**s, method, route, app_id, tenant_key, now)).await
+            }
+        }
+    }
+}
+
+async fn check_shared(
+    shared: &dyn FaultStore,
+    method: &str,
+    route: &str,
+    app_id: Option<&str>,
+    tenant_key: Option<&str>,
+    now: i64,
+) -> StoreResult<Option<Fault>> {
+    // Another server may take a rule's last firing between the read and the count: then
+    // read again.
+    loop {
+        let rules = shared.rules(Some(route)).await?;
+        let Some(rule) = rules
+            .iter()
+            .find(|r| live(r, now) && matches(r, method, route, app_id, tenant_key))
+        else {
+            return Ok(None);
         };
-        // Another server may take a rule's last firing between the read and the count: then
-        // read again.
-        loop {
-            let rules = shared.rules(Some(route)).await?;
-            let Some(rule) = rules
-                .iter()
-                .find(|r| live(r, now) && matches(r, method, route, app_id, tenant_key))
-            else {
-                return Ok(None);
-            };
-            if !dice(rule) {
-                return Ok(None);
-            }
-            if shared.fire(&rule.id).await? {
-                return Ok(Some(rule.fault()));
-            }
+        if !dice(rule) {
+            return Ok(None);
+        }
+        if shared.fire(&rule.id).await? {
+            return Ok(Some(rule.fault()));
         }
     }
 }

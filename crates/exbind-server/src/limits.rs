@@ -155,8 +155,21 @@ impl Limiter {
         let Some(shared) = &self.shared else {
             return Ok(self.gateway_local(method, app_id, tenant_key, now_ms));
         };
+        // Boxed, so that only servers that count elsewhere carry this wait in their
+        // requests' futures.
+        Box::pin(self.gateway_shared(&**shared, method.into(), app_id, tenant_key, now_ms)).await
+    }
+
+    async fn gateway_shared(
+        &self,
+        shared: &dyn SharedCounters,
+        method: Quota,
+        app_id: &str,
+        tenant_key: &str,
+        now_ms: i64,
+    ) -> StoreResult<Result<(), Throttled>> {
         let (s, m) = (now_ms.div_euclid(1000), now_ms.div_euclid(60_000));
-        let what = match method.into() {
+        let what = match method {
             Quota::Binding(b) => part(b.http_method()),
             Quota::Route(r) => part(r),
         };
@@ -219,6 +232,17 @@ impl Limiter {
         let Some(shared) = &self.shared else {
             return Ok(self.budgets_local(method, app_id, tenant_key, now_ms));
         };
+        Box::pin(self.budgets_shared(&**shared, method, app_id, tenant_key, now_ms)).await
+    }
+
+    async fn budgets_shared(
+        &self,
+        shared: &dyn SharedCounters,
+        method: BindingMethod,
+        app_id: &str,
+        tenant_key: &str,
+        now_ms: i64,
+    ) -> StoreResult<Result<(), Budget>> {
         let s = now_ms.div_euclid(1000);
         let windows = [
             Window {

@@ -3,6 +3,7 @@
 
 use exbind_api::ErrorCode;
 use std::borrow::Cow;
+use std::future::Future;
 use std::sync::Arc;
 
 use http::HeaderMap;
@@ -13,6 +14,7 @@ use crate::domain::scopes::{self, BindingMethod};
 use crate::error::ApiError;
 use crate::limits::Budget;
 use crate::state::AppState;
+use crate::store::StoreResult;
 
 /// Which id of a user the request speaks in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,12 +138,13 @@ pub async fn user_token(
             return Err(ApiError::new(ErrorCode::TenantTokenNotAccepted)
                 .message("this API accepts only a user_access_token"))
         }
-        Some("u-" | "ey") => state
-            .store
-            .user_token(&raw)
-            .await?
-            .filter(|t| !t.revoked)
-            .ok_or(ErrorCode::InvalidUserToken)?,
+        Some("u-" | "ey") => peek_or(
+            state.store.caches().and_then(|c| c.peek_user_token(&raw)),
+            || state.store.user_token(&raw),
+        )
+        .await?
+        .filter(|t| !t.revoked)
+        .ok_or(ErrorCode::InvalidUserToken)?,
         _ => return Err(ErrorCode::MalformedToken.into()),
     };
     slot.set(Identity::User(token.clone()));
@@ -174,12 +177,17 @@ pub async fn authorize(
     let now = state.now();
 
     // 3. The token's app is still installed in the tenant, in the same unit.
-    let app = state
-        .store
-        .app(&token.app_id)
-        .await?
-        .ok_or(ErrorCode::InvalidUserToken)?;
-    let tenant = state.store.tenant(&token.tenant_key).await?;
+    let caches = state.store.caches();
+    let app = peek_or(caches.and_then(|c| c.peek_app(&token.app_id)), || {
+        state.store.app(&token.app_id)
+    })
+    .await?
+    .ok_or(ErrorCode::InvalidUserToken)?;
+    let tenant = peek_or(
+        caches.and_then(|c| c.peek_tenant(&token.tenant_key)),
+        || state.store.tenant(&token.tenant_key),
+    )
+    .await?;
     match tenant {
         Some(t) if app.installed_in(&t.tenant_key) && app.unit == t.unit => {}
         _ => return Err(ErrorCode::WrongUnit.into()),
@@ -250,12 +258,13 @@ pub async fn authorize(
     }
 
     // 10. The caller is an active super administrator of the tenant.
-    let user = state
-        .store
-        .user(&token.tenant_key, &token.user_id)
-        .await?
-        .filter(|u| u.status == UserStatus::Active)
-        .ok_or(ErrorCode::UserNotInTenant)?;
+    let user = peek_or(
+        caches.and_then(|c| c.peek_user(&token.tenant_key, &token.user_id)),
+        || state.store.user(&token.tenant_key, &token.user_id),
+    )
+    .await?
+    .filter(|u| u.status == UserStatus::Active)
+    .ok_or(ErrorCode::UserNotInTenant)?;
     if !user.super_admin {
         return Err(ErrorCode::NotSuperAdmin.into());
     }
@@ -265,6 +274,21 @@ pub async fn authorize(
         user,
         user_id_type,
     })
+}
+
+/// What the store's caches hold (`peek`), else the store's answer: a hit waits for nothing
+/// and makes none of the boxed futures of a `Store` call.
+pub(crate) async fn peek_or<T, F>(
+    peek: Option<T>,
+    load: impl FnOnce() -> F,
+) -> StoreResult<Option<T>>
+where
+    F: Future<Output = StoreResult<Option<T>>>,
+{
+    match peek {
+        Some(v) => Ok(Some(v)),
+        None => load().await,
+    }
 }
 
 /// The token of an `Authorization: Bearer <token>` header (scheme matched case-insensitively).

@@ -20,7 +20,7 @@ use crate::domain::scopes::{self, BindingMethod, COLLECTION_ROUTE};
 use crate::domain::sync::Scenario;
 use crate::error::ApiError;
 use crate::events::Action;
-use crate::pipeline::{authorize, Caller, CallerSlot, UserIdType};
+use crate::pipeline::{authorize, peek_or, Caller, CallerSlot, UserIdType};
 use crate::state::{AppState, SharedState};
 use exbind_api::accounts::{address_problem, fold, same_address};
 
@@ -139,9 +139,12 @@ async fn get_binding(
     _: Payload,
 ) -> Result<Response, ApiError> {
     let (caller, key, admin) = addressed(&state, BindingMethod::Get, &slot, &uri, &headers).await?;
-    let binding = state
+    let folded = fold(&key.exchange_account);
+    let indexed = state
         .store
-        .binding_view(&fold(&key.exchange_account))
+        .caches()
+        .and_then(|c| c.peek_binding_view(&folded));
+    let binding = peek_or(indexed.flatten(), || state.store.binding_view(&folded))
         .await?
         .filter(|b| {
             b.tenant_key == caller.tenant_key() && same_address(&b.admin_account, &admin.account)
@@ -194,9 +197,12 @@ pub async fn admin_account(
     tenant_key: &str,
     account: &str,
 ) -> Result<Arc<AdminAccount>, ApiError> {
-    let admin = state
+    let folded = fold(account);
+    let cached = state
         .store
-        .admin_account(&fold(account))
+        .caches()
+        .and_then(|c| c.peek_admin_account(&folded));
+    let admin = peek_or(cached, || state.store.admin_account(&folded))
         .await?
         .ok_or(ErrorCode::AdminAccountNotFound)?;
     if admin.tenant_key != tenant_key {

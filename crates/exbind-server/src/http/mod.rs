@@ -26,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use bytes::Bytes;
 use exbind_api::ErrorCode;
+use futures_util::future::Either;
 use futures_util::FutureExt;
 use http::{header, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -80,16 +81,25 @@ pub(crate) fn with_fallbacks(router: Router<SharedState>) -> Router<SharedState>
 struct Route(&'static str);
 
 /// The label of a matched route: its template, with the catch-all id segment named as the
-/// docs name it. Templates are few and fixed, so each is made once and kept.
+/// docs name it. Templates are few and fixed, so each is made once and kept; each thread
+/// reads its own copy of the table (a shared lock's count would bounce between the cores on
+/// every request).
 pub(crate) fn route_label(matched: &str) -> &'static str {
     static LABELS: std::sync::LazyLock<
-        parking_lot::RwLock<std::collections::HashMap<String, &'static str>>,
+        parking_lot::Mutex<std::collections::HashMap<String, &'static str>>,
     > = std::sync::LazyLock::new(Default::default);
-    if let Some(l) = LABELS.read().get(matched) {
+    thread_local! {
+        static MINE: std::cell::RefCell<foldhash::HashMap<String, &'static str>> =
+            Default::default();
+    }
+    if let Some(l) = MINE.with_borrow(|m| m.get(matched).copied()) {
         return l;
     }
-    let label: &'static str = Box::leak(matched.replace("{*", "{").into_boxed_str());
-    LABELS.write().insert(matched.to_string(), label);
+    let label = *LABELS
+        .lock()
+        .entry(matched.to_string())
+        .or_insert_with(|| Box::leak(matched.replace("{*", "{").into_boxed_str()));
+    MINE.with_borrow_mut(|m| m.insert(matched.to_string(), label));
     label
 }
 
@@ -311,20 +321,23 @@ async fn frame(
     let head_too_large = head_len(&req) > MAX_HEAD;
     let mut req = req;
     req.extensions_mut().insert(slot.clone());
+    let routed = async move {
+        let fut = std::panic::catch_unwind(AssertUnwindSafe(|| router.call(req)))?;
+        let Ok(resp) = AssertUnwindSafe(fut).catch_unwind().await?;
+        Ok::<_, Box<dyn std::any::Any + Send>>(resp)
+    };
     // On a shared store the request reads the store's generation as it arrives, and serves
     // only what was cached under it (store/generation.rs); when that fails it caches nothing.
-    let shared = state.shared_store.then(|| state.store.clone());
-    let handled = async move {
-        let generation = match shared {
-            Some(store) => store.generation().await.ok().flatten(),
-            None => None,
-        };
-        crate::store::generation::scope(generation, async move {
-            let fut = std::panic::catch_unwind(AssertUnwindSafe(|| router.call(req)))?;
-            let Ok(resp) = AssertUnwindSafe(fut).catch_unwind().await?;
-            Ok::<_, Box<dyn std::any::Any + Send>>(resp)
-        })
-        .await
+    // Boxed, as only that store waits here: inline, its wrapping would make every request's
+    // future (moved, so copied, several times) larger.
+    let handled = if state.shared_store {
+        let store = state.store.clone();
+        Either::Right(Box::pin(async move {
+            let generation = store.generation().await.ok().flatten();
+            crate::store::generation::scope(generation, routed).await
+        }))
+    } else {
+        Either::Left(routed)
     };
     let timeout = state.request_timeout;
     let resp = if head_too_large {
@@ -396,7 +409,12 @@ async fn frame(
             latency_ms: latency.as_secs_f64() * 1000.0,
             binding: parts.extensions.remove::<journal::Touched>().map(|t| t.0),
         };
-        state.journal.record_everywhere(entry).await;
+        if state.shared_store {
+            // Boxed for the same reason: only a shared journal waits.
+            Box::pin(state.journal.record_everywhere(entry)).await;
+        } else {
+            state.journal.record(entry);
+        }
     }
     // One pre-formatted message rather than six fields: the same text, formatted once.
     tracing::info!(

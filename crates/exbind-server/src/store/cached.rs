@@ -70,19 +70,29 @@ impl<V: Clone + 'static> Map<V> {
         });
     }
 
-    /// A hit costs no allocation: the key is borrowed and the loader is only called on a
-    /// miss.
+    /// The cached value, without loading; a hit costs no allocation (the key is borrowed).
+    fn peek(&self, key: &str) -> Option<V> {
+        let generation = self.generation.load(Ordering::Acquire);
+        self.peek_at(key, generation)
+    }
+
+    fn peek_at(&self, key: &str, generation: u64) -> Option<V> {
+        if let Some(v) = self.front_get(key, generation) {
+            return Some(v);
+        }
+        let v = self.entries.get(key).map(|v| v.clone())?;
+        self.front_put(key, generation, &v);
+        Some(v)
+    }
+
+    /// The loader is only called on a miss.
     async fn get_or_load<F, Fut>(&self, key: &str, load: F) -> StoreResult<Option<V>>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = StoreResult<Option<V>>>,
     {
         let before = self.generation.load(Ordering::Acquire);
-        if let Some(v) = self.front_get(key, before) {
-            return Ok(Some(v));
-        }
-        if let Some(v) = self.entries.get(key).map(|v| v.clone()) {
-            self.front_put(key, before, &v);
+        if let Some(v) = self.peek_at(key, before) {
             return Ok(Some(v));
         }
         let v = load().await?;
@@ -222,6 +232,33 @@ impl Caches {
         self.users.clear();
         self.admins.clear();
     }
+
+    // What the request path reads, from memory alone: `None` when the caches cannot say
+    // (then the `Store` method answers). A hit makes no boxed future, as a trait call does.
+
+    pub fn peek_user_token(&self, token: &str) -> Option<Arc<UserToken>> {
+        self.tokens.peek(token)
+    }
+    pub fn peek_app(&self, app_id: &str) -> Option<Arc<App>> {
+        self.apps.peek(app_id)
+    }
+    pub fn peek_tenant(&self, tenant_key: &str) -> Option<Arc<Tenant>> {
+        self.tenants.peek(tenant_key)
+    }
+    pub fn peek_user(&self, tenant_key: &str, user_id: &str) -> Option<Arc<User>> {
+        self.users.peek(&user_key(tenant_key, user_id))
+    }
+    pub fn peek_admin_account(&self, account_folded: &str) -> Option<Arc<AdminAccount>> {
+        self.admins.peek(account_folded)
+    }
+    /// `Some(None)`: the index knows there is no such binding.
+    pub fn peek_binding_view(&self, exchange_folded: &str) -> Option<Option<BindingView>> {
+        match self.bindings.lookup(exchange_folded) {
+            Lookup::Hit(v) => Some(Some(v)),
+            Lookup::Absent => Some(None),
+            Lookup::Unknown => None,
+        }
+    }
 }
 
 #[async_trait]
@@ -231,6 +268,9 @@ impl Store for CachedStore {
     }
     fn warm(&self) -> bool {
         self.bindings.is_complete()
+    }
+    fn caches(&self) -> Option<&Caches> {
+        Some(&self.0)
     }
     async fn meta_init(&self, key: &str, value: Vec<u8>) -> StoreResult<Vec<u8>> {
         self.inner.meta_init(key, value).await
@@ -417,10 +457,9 @@ impl Store for CachedStore {
         self.inner.binding(exchange_folded).await
     }
     async fn binding_view(&self, exchange_folded: &str) -> StoreResult<Option<BindingView>> {
-        match self.bindings.lookup(exchange_folded) {
-            Lookup::Hit(v) => Ok(Some(v)),
-            Lookup::Absent => Ok(None),
-            Lookup::Unknown => self.inner.binding_view(exchange_folded).await,
+        match self.peek_binding_view(exchange_folded) {
+            Some(v) => Ok(v),
+            None => self.inner.binding_view(exchange_folded).await,
         }
     }
     async fn scan_bindings(&self, after: i64, limit: usize) -> StoreResult<Vec<BindingRecord>> {

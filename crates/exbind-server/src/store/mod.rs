@@ -105,6 +105,10 @@ pub trait Store: Send + Sync + 'static {
     fn warm(&self) -> bool {
         true
     }
+    /// The in-memory caches in front of the store, read first on the request path.
+    fn caches(&self) -> Option<&cached::Caches> {
+        None
+    }
 
     /// Sets `key` unless it is already set; returns the value now stored.
     async fn meta_init(&self, key: &str, value: Vec<u8>) -> StoreResult<Vec<u8>>;
