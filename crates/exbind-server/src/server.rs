@@ -146,13 +146,17 @@ impl Server {
                         op_timeout,
                     })
                     .await?;
-                    let counters: Arc<dyn SharedCounters> = match &args.redis_url {
-                        Some(url) => Arc::new(
+                    let redis = match &args.redis_url {
+                        Some(url) => Some(Arc::new(
                             RedisCounters::open(url, &args.redis_prefix, op_timeout).await?,
-                        ),
+                        )),
+                        None => None,
+                    };
+                    let counters: Arc<dyn SharedCounters> = match &redis {
+                        Some(r) => r.clone(),
                         None => Arc::new(PgCounters(pg.db())),
                     };
-                    let faults = Faults::Shared(Arc::new(PgFaults(pg.db())));
+                    let faults = Faults::Shared(Arc::new(PgFaults::new(pg.db(), redis)));
                     let journal: Arc<dyn JournalStore> = Arc::new(PgJournal(pg.db()));
                     (Arc::new(pg), None, faults, Some(counters), Some(journal))
                 }

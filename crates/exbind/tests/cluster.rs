@@ -288,23 +288,28 @@ async fn a_warm_cache_never_serves_what_another_server_changed() {
     }
 }
 
-#[tokio::test]
-async fn a_fault_with_times_counts_over_all_servers() {
-    let c = Cluster::start(3, BASIC_SEED, &["--rate-limits", "off"]);
+const GET_ROUTE: &str = "/open-apis/calendar/v4/exchange_bindings/{exchange_binding_id}";
+
+/// A rule with `times: 5` answers exactly five of 12 concurrent matches over three servers;
+/// its firings count in Redis when given (checked there), else in PostgreSQL.
+async fn fault_times_count_over_all_servers(redis: bool) {
+    let c = Cluster::start_with(3, BASIC_SEED, &["--rate-limits", "off"], redis);
     let token = c.at(0).mint("cli_acme", "acme", "boss").await;
-    c.at(1)
+    let armed = c
+        .at(1)
         .admin(
             Method::POST,
             "/_exbind/v1/faults",
             Some(&json!({
                 "method": "GET",
-                "route": "/open-apis/calendar/v4/exchange_bindings/{exchange_binding_id}",
+                "route": GET_ROUTE,
                 "times": 5,
                 "error": {"code": 190003}
             })),
         )
-        .await
-        .assert(200, 0);
+        .await;
+    armed.assert(200, 0);
+    let id = armed.body["data"]["id"].as_str().unwrap().to_string();
     let missing = binding_id(ADMIN, "nobody@acme.example");
     let calls: Vec<_> = (0..12)
         .map(|i| {
@@ -318,6 +323,98 @@ async fn a_fault_with_times_counts_over_all_servers() {
     // Spent everywhere: the list on any server shows no live rule.
     let r = c.at(2).admin(Method::GET, "/_exbind/v1/faults", None).await;
     assert_eq!(r.body["data"]["items"], json!([]));
+    if redis {
+        let mut r = redis::Client::open(common::cluster::redis_url())
+            .and_then(|c| c.get_connection())
+            .unwrap();
+        let fired: Option<i64> = redis::cmd("GET")
+            .arg(format!("{}fault:{id}", c.prefix))
+            .query(&mut r)
+            .unwrap();
+        assert_eq!(fired, Some(5), "counted in Redis");
+    }
+}
+
+#[tokio::test]
+async fn a_fault_with_times_counts_over_all_servers_in_redis() {
+    fault_times_count_over_all_servers(true).await;
+}
+
+#[tokio::test]
+async fn a_fault_with_times_counts_over_all_servers_in_postgres() {
+    fault_times_count_over_all_servers(false).await;
+}
+
+#[tokio::test]
+async fn a_warm_binding_cache_never_serves_what_another_server_changed() {
+    // Stages long enough that only the control plane moves the binding.
+    let c = Cluster::start(
+        2,
+        BASIC_SEED,
+        &[
+            "--rate-limits",
+            "off",
+            "--sync-stage-durations",
+            "3600s,3600s,3600s",
+        ],
+    );
+    let (a, b) = (c.at(0), c.at(1));
+    let token = a.mint("cli_acme", "acme", "boss").await;
+    let id = binding_id(ADMIN, "cached@acme.example");
+    let warm = |want: &'static str| {
+        let (token, id) = (token.clone(), id.clone());
+        async move {
+            for _ in 0..3 {
+                let r = b.get(&token, &id, Some("user_id")).await;
+                r.assert(200, 0);
+                assert_eq!(r.body["data"]["status"], want, "{}", r.body);
+            }
+        }
+    };
+    a.create(
+        &token,
+        ADMIN,
+        "cached@acme.example",
+        "alice",
+        Some("user_id"),
+    )
+    .await
+    .assert(200, 0);
+    warm("doing").await;
+    // A step made on A is what B answers next.
+    a.admin(
+        Method::POST,
+        &format!("/_exbind/v1/tenants/acme/bindings/{id}/advance"),
+        None,
+    )
+    .await
+    .assert(200, 0);
+    warm("cal_done").await;
+    // A rule armed on A applies to B's next request; spent, it stops there too.
+    a.admin(
+        Method::POST,
+        "/_exbind/v1/faults",
+        Some(&json!({"method": "GET", "route": GET_ROUTE, "times": 1, "error": {"code": 190003}})),
+    )
+    .await
+    .assert(200, 0);
+    b.get(&token, &id, None).await.assert(500, 190003);
+    warm("cal_done").await;
+    // Deleted on A: gone on B at once; made again for another user: B shows that one.
+    a.delete(&token, &id).await.assert(200, 0);
+    b.get(&token, &id, None).await.assert(404, 195103);
+    a.create(&token, ADMIN, "cached@acme.example", "bob", Some("user_id"))
+        .await
+        .assert(200, 0);
+    let r = b.get(&token, &id, Some("user_id")).await;
+    r.assert(200, 0);
+    assert_eq!(r.body["data"]["user_id"], "bob", "{}", r.body);
+    // A tenant's wipe on A: gone on B.
+    warm("doing").await;
+    a.admin(Method::DELETE, "/_exbind/v1/tenants/acme/bindings", None)
+        .await
+        .assert(200, 0);
+    b.get(&token, &id, None).await.assert(404, 195103);
 }
 
 #[tokio::test]

@@ -1,13 +1,15 @@
 //! What servers on one PostgreSQL share beside the store: counters (when no Redis is given),
-//! fault rules and the request journal. Each check-and-count is one transaction, exact over
-//! all servers.
+//! fault rules and the request journal. Each check-and-count is one transaction (or one Redis
+//! script), exact over all servers.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use exbind_api::ErrorCode;
 
+use super::generation::Map;
 use super::postgres::Db;
+use super::redis::{Fired, RedisCounters};
 use super::{StoreError, StoreResult};
 use crate::domain::model::UserToken;
 use crate::faults::{FaultRule, FaultStore};
@@ -81,52 +83,31 @@ impl SharedCounters for PgCounters {
     }
 }
 
-/// Fault rules in the `faults` table; their ids are `fault-` and the row's id.
-pub struct PgFaults(pub Db);
-
-fn row_id(id: &str) -> Option<i64> {
-    id.strip_prefix("fault-")?.parse().ok()
+/// Fault rules in the `faults` table; their ids are `fault-` and the row's id. With Redis
+/// given, their firings are counted there (`times` in the row stays as armed), else in the
+/// row. The rules a request matches against are cached under the generation, which arming,
+/// removing and clearing advance.
+pub struct PgFaults {
+    db: Db,
+    redis: Option<Arc<RedisCounters>>,
+    cache: Map<(), Arc<Vec<FaultRule>>>,
 }
 
-fn non_negative(v: Option<i64>) -> StoreResult<Option<u64>> {
-    v.map(|n| u64::try_from(n).map_err(|_| StoreError(format!("postgres: negative count {n}"))))
-        .transpose()
-}
-
-#[async_trait]
-impl FaultStore for PgFaults {
-    async fn add(&self, r: &FaultRule) -> StoreResult<String> {
-        let id = self
-            .0
-            .read_opt(
-                "INSERT INTO faults (method, route, app_id, tenant_key, times, fraction, \
-                 error_code, latency_ms, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                 RETURNING id",
-                &[
-                    &r.method,
-                    &r.route,
-                    &r.app_id,
-                    &r.tenant_key,
-                    &r.times.map(|t| t as i64),
-                    &r.fraction,
-                    &r.error.map(|e| e.code()),
-                    &r.latency_ms.map(|l| l as i64),
-                    &r.expires_at,
-                ],
-                |row| Ok(row.try_get::<_, i64>(0)?),
-            )
-            .await?
-            .ok_or_else(|| StoreError("postgres: insert returned no id".into()))?;
-        Ok(format!("fault-{id}"))
+impl PgFaults {
+    pub fn new(db: Db, redis: Option<Arc<RedisCounters>>) -> PgFaults {
+        PgFaults {
+            db,
+            redis,
+            cache: Map::rows(),
+        }
     }
 
-    async fn rules(&self, route: Option<&str>) -> StoreResult<Vec<FaultRule>> {
-        self.0
+    async fn read(&self) -> StoreResult<Vec<FaultRule>> {
+        self.db
             .read_all(
                 "SELECT id, method, route, app_id, tenant_key, times, fraction, error_code, \
-                 latency_ms, expires_at, hits FROM faults \
-                 WHERE $1::text IS NULL OR route = $1 ORDER BY id",
-                &[&route],
+                 latency_ms, expires_at, hits FROM faults ORDER BY id",
+                &[],
                 |r| {
                     let code: Option<i64> = r.try_get(7)?;
                     Ok(FaultRule {
@@ -146,35 +127,135 @@ impl FaultStore for PgFaults {
             )
             .await
     }
+}
+
+fn row_id(id: &str) -> Option<i64> {
+    id.strip_prefix("fault-")?.parse().ok()
+}
+
+fn non_negative(v: Option<i64>) -> StoreResult<Option<u64>> {
+    v.map(|n| u64::try_from(n).map_err(|_| StoreError(format!("postgres: negative count {n}"))))
+        .transpose()
+}
+
+#[async_trait]
+impl FaultStore for PgFaults {
+    async fn add(&self, r: &FaultRule) -> StoreResult<String> {
+        let id = self
+            .db
+            .read_opt(
+                "INSERT INTO faults (method, route, app_id, tenant_key, times, fraction, \
+                 error_code, latency_ms, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 RETURNING id",
+                &[
+                    &r.method,
+                    &r.route,
+                    &r.app_id,
+                    &r.tenant_key,
+                    &r.times.map(|t| t as i64),
+                    &r.fraction,
+                    &r.error.map(|e| e.code()),
+                    &r.latency_ms.map(|l| l as i64),
+                    &r.expires_at,
+                ],
+                |row| Ok(row.try_get::<_, i64>(0)?),
+            )
+            .await?
+            .ok_or_else(|| StoreError("postgres: insert returned no id".into()))?;
+        self.db.advance().await?;
+        Ok(format!("fault-{id}"))
+    }
+
+    async fn rules_of(&self, route: &str) -> StoreResult<Vec<FaultRule>> {
+        let all = self
+            .cache
+            .get_or_load((), async { Ok(Some(Arc::new(self.read().await?))) })
+            .await?
+            .unwrap_or_default();
+        Ok(all.iter().filter(|r| r.route == route).cloned().collect())
+    }
+
+    async fn rules(&self) -> StoreResult<Vec<FaultRule>> {
+        let mut rules = self.read().await?;
+        if let Some(redis) = &self.redis {
+            let ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
+            let hits = redis.fault_hits(&ids).await?;
+            for (r, hits) in rules.iter_mut().zip(hits) {
+                r.hits = hits;
+                r.times = r.times.map(|t| t.saturating_sub(hits));
+            }
+        }
+        Ok(rules)
+    }
 
     async fn remove(&self, id: &str) -> StoreResult<bool> {
-        let Some(id) = row_id(id) else {
+        let Some(row) = row_id(id) else {
             return Ok(false);
         };
-        Ok(self
-            .0
-            .execute("DELETE FROM faults WHERE id = $1", &[&id])
+        let gone = self
+            .db
+            .execute("DELETE FROM faults WHERE id = $1", &[&row])
             .await?
-            > 0)
+            > 0;
+        self.db.advance().await?;
+        if let Some(redis) = &self.redis {
+            redis.forget_faults(&[id]).await?;
+        }
+        Ok(gone)
     }
 
     async fn clear(&self) -> StoreResult<()> {
-        self.0.execute("DELETE FROM faults", &[]).await.map(drop)
+        let ids = self
+            .db
+            .read_all("DELETE FROM faults RETURNING id", &[], |r| {
+                Ok(format!("fault-{}", r.try_get::<_, i64>(0)?))
+            })
+            .await?;
+        self.db.advance().await?;
+        if let Some(redis) = &self.redis {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            redis.forget_faults(&ids).await?;
+        }
+        Ok(())
     }
 
-    async fn fire(&self, id: &str) -> StoreResult<bool> {
-        let Some(id) = row_id(id) else {
+    async fn fire(&self, rule: &FaultRule) -> StoreResult<bool> {
+        let Some(id) = row_id(&rule.id) else {
             return Ok(false);
         };
-        Ok(self
-            .0
-            .execute(
-                "UPDATE faults SET times = times - 1, hits = hits + 1 \
-                 WHERE id = $1 AND (times IS NULL OR times > 0)",
-                &[&id],
-            )
-            .await?
-            > 0)
+        let last = match &self.redis {
+            Some(redis) => match redis.fire_fault(&rule.id, rule.times).await? {
+                Fired::No => return Ok(false),
+                Fired::Yes => false,
+                Fired::Last => true,
+            },
+            None => {
+                let left = self
+                    .db
+                    .read_opt(
+                        "UPDATE faults SET times = times - 1, hits = hits + 1 \
+                         WHERE id = $1 AND (times IS NULL OR times > 0) RETURNING times",
+                        &[&id],
+                        |r| Ok(r.try_get::<_, Option<i64>>(0)?),
+                    )
+                    .await?;
+                match left {
+                    None => return Ok(false),
+                    Some(left) => left == Some(0),
+                }
+            }
+        };
+        // A spent rule is marked so in the row and the cached rules are dropped, so no
+        // server keeps trying to fire it.
+        if last {
+            if self.redis.is_some() {
+                self.db
+                    .execute("UPDATE faults SET times = 0 WHERE id = $1", &[&id])
+                    .await?;
+            }
+            self.db.advance().await?;
+        }
+        Ok(true)
     }
 }
 
