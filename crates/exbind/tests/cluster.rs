@@ -418,6 +418,57 @@ async fn a_warm_binding_cache_never_serves_what_another_server_changed() {
 }
 
 #[tokio::test]
+async fn an_event_stream_on_one_server_shows_what_the_others_handled() {
+    let c = Cluster::start(3, BASIC_SEED, &["--rate-limits", "off"]);
+    let mut ev = c.at(0).events("").await;
+    let token = c.at(1).mint("cli_acme", "acme", "boss").await;
+    let created = c
+        .at(1)
+        .create(
+            &token,
+            ADMIN,
+            "relayed@acme.example",
+            "alice",
+            Some("user_id"),
+        )
+        .await;
+    created.assert(200, 0);
+    let b = ev
+        .until(|name, d| name == "binding" && d["action"] == "created")
+        .await;
+    assert_eq!(b["exchange_account"], "relayed@acme.example", "{b}");
+    let log_id = created.log_id();
+    let r = ev
+        .until(|name, d| name == "request" && d["log_id"] == log_id.as_str())
+        .await;
+    assert_eq!((&r["method"], &r["code"]), (&json!("POST"), &json!(0)));
+    // A third server's delete, and its step of the sync engine's kind.
+    let id = binding_id(ADMIN, "relayed@acme.example");
+    c.at(2)
+        .admin(
+            Method::POST,
+            &format!("/_exbind/v1/tenants/acme/bindings/{id}/advance"),
+            None,
+        )
+        .await
+        .assert(200, 0);
+    let moved = ev
+        .until(|name, d| name == "binding" && d["action"] == "status")
+        .await;
+    assert_eq!(
+        (&moved["from"], &moved["status"]),
+        (&json!("doing"), &json!("cal_done"))
+    );
+    let gone = c.at(2).delete(&token, &id).await;
+    gone.assert(200, 0);
+    ev.until(|name, d| name == "binding" && d["action"] == "deleted")
+        .await;
+    let log_id = gone.log_id();
+    ev.until(|name, d| name == "request" && d["log_id"] == log_id.as_str())
+        .await;
+}
+
+#[tokio::test]
 async fn the_journal_is_one_for_all_servers() {
     let c = Cluster::start(
         3,

@@ -272,6 +272,9 @@ fn valid_schema(s: &str) -> bool {
 pub struct Db {
     pool: Pool,
     op_timeout: Duration,
+    /// For a connection of its own (the event relay's `LISTEN`).
+    config: tokio_postgres::Config,
+    schema: String,
 }
 
 pub struct PgStore {
@@ -493,7 +496,7 @@ impl PgStore {
         cfg.connect_timeout(o.op_timeout);
         let host = describe_host(&cfg);
         let mgr = Manager::from_config(
-            cfg,
+            cfg.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -511,6 +514,8 @@ impl PgStore {
             db: Db {
                 pool,
                 op_timeout: o.op_timeout,
+                config: cfg,
+                schema: o.schema.clone(),
             },
             cache: GenCache::default(),
         };
@@ -601,6 +606,22 @@ impl Db {
         self.execute("SELECT nextval('binding_generation')", &[])
             .await
             .map(drop)
+    }
+
+    /// The schema, a plain identifier (checked at open).
+    pub(super) fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// A connection outside the pool, its driver left to the caller.
+    pub(super) async fn connect(
+        &self,
+    ) -> StoreResult<(
+        tokio_postgres::Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+    )> {
+        self.bounded(async { Ok(self.config.connect(NoTls).await?) })
+            .await
     }
 
     pub(super) async fn conn(&self) -> StoreResult<Object> {
