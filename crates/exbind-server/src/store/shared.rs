@@ -287,7 +287,7 @@ const NEWEST: &str = "seq > (SELECT COALESCE(MAX(seq), 0) FROM journal) - $1";
 
 /// A journal entry as the `journal` table holds it, and as it crosses to the other servers.
 #[derive(Serialize, Deserialize)]
-struct Row {
+struct JournalRow {
     seq: i64,
     at_ms: i64,
     method: String,
@@ -303,10 +303,10 @@ struct Row {
     binding: Option<String>,
 }
 
-impl Row {
-    fn of(e: &Entry) -> Row {
+impl JournalRow {
+    fn of(e: &Entry) -> JournalRow {
         let who = e.who.as_ref();
-        Row {
+        JournalRow {
             seq: e.seq as i64,
             at_ms: e.at_ms,
             method: e.method.as_str().to_string(),
@@ -362,7 +362,7 @@ impl Row {
 }
 
 fn journal_row(r: &tokio_postgres::Row) -> StoreResult<Entry> {
-    Row {
+    JournalRow {
         seq: r.try_get(0)?,
         at_ms: r.try_get(1)?,
         method: r.try_get(2)?,
@@ -504,7 +504,7 @@ struct Message {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     binding: Option<BindingMessage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    request: Option<Row>,
+    request: Option<JournalRow>,
 }
 
 /// The relay's own connection, `LISTEN`ing.
@@ -545,7 +545,7 @@ impl PgRelay {
         self.push(Message {
             origin: self.origin,
             binding: None,
-            request: Some(Row::of(e)),
+            request: Some(JournalRow::of(e)),
         });
     }
 
