@@ -49,23 +49,13 @@ pub struct ClusterArgs {
     /// the same rounds, by turns with this one.
     #[arg(long)]
     baseline: Option<PathBuf>,
-    /// The servers' `--journal-size` (0: the journal off).
-    #[arg(long, default_value_t = 0)]
-    journal_size: usize,
 }
 
 const SPARE: usize = 20_000;
 
-fn serve(
-    bin: &std::path::Path,
-    store: &[String],
-    listen: &str,
-    journal_size: usize,
-    extra: &[&str],
-) -> Command {
+fn serve(bin: &std::path::Path, store: &[String], listen: &str, extra: &[&str]) -> Command {
     let mut c = Command::new(bin);
-    c.args(["serve", "--listen", listen, "--journal-size"])
-        .arg(journal_size.to_string())
+    c.args(["serve", "--listen", listen, "--journal-size", "0"])
         .args(["--admin-token", "bench-admin"])
         .args(store)
         .args(extra);
@@ -221,7 +211,7 @@ async fn measure(
     baseline: Option<(&std::path::Path, Vec<String>)>,
 ) -> Result<(), String> {
     let start = |store: &[String], listen: &str, extra: &[&str]| {
-        Proc::start(serve(exbind, store, listen, a.journal_size, extra))
+        Proc::start(serve(exbind, store, listen, extra))
     };
     let mut s_sqlite = start(sqlite, "127.0.0.1:0", off)?;
     let mut s_pg = start(pg, "127.0.0.1:0", off)?;
@@ -239,7 +229,7 @@ async fn measure(
     }
     let mut s_base = match &baseline {
         Some((bin, store)) => {
-            let mut p = Proc::start(serve(bin, store, "127.0.0.1:0", a.journal_size, off))?;
+            let mut p = Proc::start(serve(bin, store, "127.0.0.1:0", off))?;
             p.wait_ready().await?;
             Some(p)
         }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use exbind_api::ErrorCode;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
 
 use super::generation::Map;
@@ -267,78 +267,16 @@ impl FaultStore for PgFaults {
 }
 
 /// The request journal in the `journal` table; each entry is also handed to the relay, so
-/// that the other servers' event streams and overviews show it. Entries are written by one
-/// task, as many per insert (one transaction) as have piled up, and each request waits for
-/// its own to be committed: concurrent requests share a commit instead of each paying one.
+/// that the other servers' event streams and overviews show it.
 pub struct PgJournal {
     db: Db,
     relay: Option<Arc<PgRelay>>,
-    writes: mpsc::Sender<PendingEntry>,
 }
-
-/// An entry to write, the journal's bound, and who waits for it.
-type PendingEntry = (JournalRow, usize, oneshot::Sender<StoreResult<()>>);
-
-/// Entries one insert writes at most.
-const JOURNAL_BATCH: usize = 256;
 
 impl PgJournal {
     pub fn new(db: Db, relay: Option<Arc<PgRelay>>) -> PgJournal {
-        let (writes, rx) = mpsc::channel(4 * JOURNAL_BATCH);
-        tokio::spawn(write_entries(db.clone(), rx));
-        PgJournal { db, relay, writes }
+        PgJournal { db, relay }
     }
-}
-
-async fn write_entries(db: Db, mut rx: mpsc::Receiver<PendingEntry>) {
-    let mut batch = Vec::new();
-    while rx.recv_many(&mut batch, JOURNAL_BATCH).await > 0 {
-        let rows: Vec<&JournalRow> = batch.iter().map(|(r, _, _)| r).collect();
-        let capacity = batch.iter().map(|(_, c, _)| *c).max().unwrap_or(0);
-        let written = insert_entries(&db, &rows, capacity).await;
-        for (_, _, done) in batch.drain(..) {
-            // A request that gave up waiting has nobody to tell.
-            let _ = done.send(written.clone());
-        }
-    }
-}
-
-async fn insert_entries(db: &Db, rows: &[&JournalRow], capacity: usize) -> StoreResult<()> {
-    fn col<'a, T>(rows: &[&'a JournalRow], f: impl Fn(&'a JournalRow) -> T) -> Vec<T> {
-        rows.iter().map(|r| f(r)).collect()
-    }
-    db.execute(
-        "INSERT INTO journal (at_ms, method, path, route, app_id, tenant_key, user_id, \
-         status, code, log_id, latency_ms, binding) \
-         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], \
-         $6::text[], $7::text[], $8::integer[], $9::bigint[], $10::text[], \
-         $11::double precision[], $12::text[])",
-        &[
-            &col(rows, |r| r.at_ms),
-            &col(rows, |r| r.method.as_str()),
-            &col(rows, |r| r.path.as_str()),
-            &col(rows, |r| r.route.as_str()),
-            &col(rows, |r| r.app_id.as_deref()),
-            &col(rows, |r| r.tenant_key.as_deref()),
-            &col(rows, |r| r.user_id.as_deref()),
-            &col(rows, |r| r.status),
-            &col(rows, |r| r.code),
-            &col(rows, |r| r.log_id.as_str()),
-            &col(rows, |r| r.latency_ms),
-            &col(rows, |r| r.binding.as_deref()),
-        ],
-    )
-    .await?;
-    // What fell out of the newest `capacity` is dropped now and then (about once per 64
-    // entries).
-    if rand::random::<u8>() < (rows.len() * 4).min(255) as u8 {
-        db.execute(
-            "DELETE FROM journal WHERE seq <= (SELECT MAX(seq) FROM journal) - $1",
-            &[&(capacity as i64)],
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 const JOURNAL_COLS: &str = "seq, at_ms, method, path, route, app_id, tenant_key, user_id, \
@@ -445,21 +383,39 @@ fn journal_row(r: &tokio_postgres::Row) -> StoreResult<Entry> {
 #[async_trait]
 impl JournalStore for PgJournal {
     async fn record(&self, e: &Entry, capacity: usize) -> StoreResult<()> {
-        let (done, written) = oneshot::channel();
-        let row = JournalRow::of(e);
+        let who = e.who.as_ref();
         self.db
-            .bounded(async {
-                self.writes
-                    .send((row, capacity, done))
-                    .await
-                    .map_err(|_| StoreError("journal: the writer is gone".into()))?;
-                written
-                    .await
-                    .map_err(|_| StoreError("journal: the writer is gone".into()))?
-            })
+            .execute(
+                "INSERT INTO journal (at_ms, method, path, route, app_id, tenant_key, user_id, \
+                 status, code, log_id, latency_ms, binding) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                &[
+                    &e.at_ms,
+                    &e.method.as_str(),
+                    &e.path,
+                    &e.route,
+                    &who.map(Identity::app_id),
+                    &who.and_then(Identity::tenant_key),
+                    &who.and_then(Identity::user_id),
+                    &i32::from(e.status),
+                    &e.code,
+                    &e.log_id,
+                    &e.latency_ms,
+                    &e.binding,
+                ],
+            )
             .await?;
         if let Some(relay) = &self.relay {
             relay.request(e);
+        }
+        // What fell out of the newest `capacity` is dropped now and then.
+        if rand::random::<u8>() < 4 {
+            self.db
+                .execute(
+                    "DELETE FROM journal WHERE seq <= (SELECT MAX(seq) FROM journal) - $1",
+                    &[&(capacity as i64)],
+                )
+                .await?;
         }
         Ok(())
     }
