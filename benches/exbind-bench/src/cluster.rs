@@ -1,9 +1,11 @@
 //! `exbind-bench cluster`: the shared store against the embedded one, in one run, as ratios.
 //! One server on SQLite and one on PostgreSQL (GET, durable create+delete); three servers on
 //! PostgreSQL behind HAProxy against one; Redis counters against PostgreSQL counters (GET
-//! with the quotas on, their limits out of reach). Each pair is measured by turns in every
-//! round, and medians of the rounds are compared. The PostgreSQL schema and Redis prefix it
-//! makes are dropped at the end.
+//! with the quotas on, their limits out of reach). With `--baseline`, also GET on one
+//! PostgreSQL server of another build (the one before a change) against this one, each on
+//! its own copy of the fixture. Each pair is measured by turns in every round, and medians
+//! of the rounds are compared. The PostgreSQL schemas and Redis prefix it makes are dropped
+//! at the end.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -43,6 +45,10 @@ pub struct ClusterArgs {
     /// Where the SQLite fixture is built and kept between runs.
     #[arg(long, default_value = "target/bench-fixtures")]
     fixtures: PathBuf,
+    /// Another exbind binary (the build before a change), measured on GET on PostgreSQL in
+    /// the same rounds, by turns with this one.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
 }
 
 const SPARE: usize = 20_000;
@@ -121,9 +127,75 @@ pub async fn run(a: ClusterArgs) -> Result<(), String> {
     ];
     let redis: Vec<&str> = vec!["--redis-url", &a.redis_url, "--redis-prefix", &prefix];
 
-    let result = measure(&a, &exbind, &sqlite, &pg, &off, &counting, &redis, dur).await;
+    let base_schema = format!("{schema}_baseline");
+    let result = async {
+        let baseline = match &a.baseline {
+            Some(bin) => {
+                eprintln!("building the baseline's fixture in schema {base_schema} …");
+                Fixture::build_pg(&a.database_url, &base_schema, a.bindings, SPARE).await?;
+                step_back(bin, &a.database_url, &base_schema).await?;
+                Some((
+                    bin.as_path(),
+                    vec![
+                        "--database-url".to_string(),
+                        a.database_url.clone(),
+                        "--database-schema".to_string(),
+                        base_schema.clone(),
+                    ],
+                ))
+            }
+            None => None,
+        };
+        measure(
+            &a, &exbind, &sqlite, &pg, &off, &counting, &redis, dur, baseline,
+        )
+        .await
+    }
+    .await;
     drop_shared(&a.database_url, &schema, &a.redis_url, &prefix).await;
+    drop_shared(&a.database_url, &base_schema, &a.redis_url, &prefix).await;
     result
+}
+
+/// A baseline older than this build refuses the fixture's schema as newer than it knows
+/// (exit 2, naming the version it knows): the versions after that one are struck from the
+/// copy made for it. Later migrations only add objects, which an older server ignores.
+async fn step_back(bin: &std::path::Path, url: &str, schema: &str) -> Result<(), String> {
+    let out = Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", url])
+        .args(["--database-schema", schema, "--admin-token", "bench-admin"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            // It either exits at once (a newer schema) or starts listening.
+            std::thread::sleep(Duration::from_secs(3));
+            let _ = c.kill();
+            c.wait_with_output()
+        })
+        .map_err(|e| format!("cannot run the baseline: {e}"))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    let Some(known) = err
+        .split("newer than this exbind knows (")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|n| n.parse::<i32>().ok())
+    else {
+        return Ok(());
+    };
+    eprintln!("the baseline knows schema version {known}: stepping its copy back");
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    client
+        .execute(
+            &format!("DELETE FROM {schema}.schema_version WHERE version > $1"),
+            &[&known],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -136,6 +208,7 @@ async fn measure(
     counting: &[&str],
     redis: &[&str],
     dur: Duration,
+    baseline: Option<(&std::path::Path, Vec<String>)>,
 ) -> Result<(), String> {
     let start = |store: &[String], listen: &str, extra: &[&str]| {
         Proc::start(serve(exbind, store, listen, extra))
@@ -154,8 +227,21 @@ async fn measure(
     for p in [&mut s_sqlite, &mut s_pg, &mut s_redis, &mut s_pgc] {
         p.wait_ready().await?;
     }
+    let mut s_base = match &baseline {
+        Some((bin, store)) => {
+            let mut p = Proc::start(serve(bin, store, "127.0.0.1:0", off))?;
+            p.wait_ready().await?;
+            Some(p)
+        }
+        None => None,
+    };
     let front = Haproxy::start(&[&s_pg.addr, &more[0].addr, &more[1].addr])?;
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    let t_base = match &mut s_base {
+        Some(p) => Some(mint(&p.addr).await?),
+        None => None,
+    };
+    let mut before = Pair::new("GET, PostgreSQL,");
 
     let t_sqlite = mint(&s_sqlite.addr).await?;
     let t_pg = mint(&s_pg.addr).await?;
@@ -216,6 +302,17 @@ async fn measure(
                 into.0
                     .push(load::run(addr, a.connections, dur, get(&t_pg)).await);
             }
+            if let (Some(p), Some(t)) = (&s_base, &t_base) {
+                for which in [first, second] {
+                    let (addr, t, into) = if which == 0 {
+                        (&p.addr, t, &mut before.a)
+                    } else {
+                        (&s_pg.addr, &t_pg, &mut before.b)
+                    };
+                    into.0
+                        .push(load::run(addr, a.connections, dur, get(t)).await);
+                }
+            }
         }
     }
     println!(
@@ -226,6 +323,9 @@ async fn measure(
     w.print("SQLite", "PostgreSQL");
     three.print("one server", "three behind HAProxy");
     counters.print("PostgreSQL counters", "Redis counters");
+    if s_base.is_some() {
+        before.print("baseline", "this build");
+    }
     Ok(())
 }
 

@@ -18,13 +18,14 @@
 //! it. The number of open streams is bounded.
 //!
 //! **Several servers.** Every stream must carry every server's events. A cluster transport
-//! plugs in as a [`Relay`] (`Events::set_relay`): each binding event published here is also
-//! handed to it, serialised already (`Event` is a kind, a tenant and a JSON text), and what it
-//! receives from the other servers it hands to [`Events::deliver`], which fans it out to this
-//! server's streams only. PostgreSQL `LISTEN/NOTIFY` or Redis pub/sub fit that shape. With a
-//! relay set, events are built even while this server has no listener, since another server
-//! may have one. Request events follow the journal: a journal shared by the servers makes the
-//! streams carry every server's requests without a relay.
+//! plugs in as a [`Relay`] (`Events::set_relay`; on PostgreSQL `store::shared::PgRelay`,
+//! over `LISTEN/NOTIFY`): each binding event published here is also handed to it, serialised
+//! already (`Event` is a kind, a tenant and a JSON text), and what it receives from the other
+//! servers it hands to [`Events::deliver`], which fans it out to this server's streams only.
+//! With a relay set, events are built even while this server has no listener, since another
+//! server may have one. Request events follow the in-memory journal, into which the same
+//! relay puts the other servers' entries, so streams and the console's overview show every
+//! server's requests. One server (SQLite) has no relay.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -61,7 +62,7 @@ pub trait Relay: Send + Sync + 'static {
 pub struct Events {
     tx: broadcast::Sender<Arc<Event>>,
     streams: Arc<AtomicUsize>,
-    relay: OnceLock<Box<dyn Relay>>,
+    relay: OnceLock<Arc<dyn Relay>>,
     /// Set when the server stops, so open streams end and the drain does not wait on them.
     closed: watch::Sender<bool>,
 }
@@ -115,10 +116,8 @@ impl Events {
         self.streams.load(Ordering::Relaxed) > 0 || self.relay.get().is_some()
     }
 
-    /// Plugs in the cluster transport; once. Nothing in this server calls it: it is where a
-    /// cluster's transport attaches (see the module doc), exercised by the tests below.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub fn set_relay(&self, relay: Box<dyn Relay>) -> Result<(), Box<dyn Relay>> {
+    /// Plugs in the cluster transport (`store::shared::PgRelay` on PostgreSQL); once.
+    pub fn set_relay(&self, relay: Arc<dyn Relay>) -> Result<(), Arc<dyn Relay>> {
         self.relay.set(relay)
     }
 
@@ -313,7 +312,7 @@ mod tests {
         let (tx, out) = std::sync::mpsc::channel();
         let ev = Events::default();
         assert!(!ev.wanted());
-        assert!(ev.set_relay(Box::new(Out(tx))).is_ok());
+        assert!(ev.set_relay(Arc::new(Out(tx))).is_ok());
         // Built even with no stream here: another server may have one.
         ev.reload(Some("t"));
         assert_eq!(out.try_recv().unwrap().tenant_key.as_deref(), Some("t"));

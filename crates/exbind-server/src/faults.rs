@@ -3,7 +3,8 @@
 //! applies to its next `times` matches, or to a `fraction` of them, until it expires.
 //!
 //! One server keeps its rules in memory; servers sharing a store keep them there, each firing
-//! counted by one atomic update, so `times: 5` means five matches over all servers.
+//! counted by one atomic update (in Redis when it is given, else in PostgreSQL), so
+//! `times: 5` means five matches over all servers.
 
 use std::sync::Arc;
 
@@ -68,13 +69,16 @@ pub struct Fault {
 pub trait FaultStore: Send + Sync {
     /// Keeps `rule` under a new id, which it returns.
     async fn add(&self, rule: &FaultRule) -> StoreResult<String>;
-    /// The rules of `route` (every route when `None`), oldest first, live or not.
-    async fn rules(&self, route: Option<&str>) -> StoreResult<Vec<FaultRule>>;
+    /// The rules of `route` to match a request against, oldest first, live or not; their
+    /// `times` and `hits` may be stale (`fire` is what counts).
+    async fn rules_of(&self, route: &str) -> StoreResult<Vec<FaultRule>>;
+    /// Every rule as it now is, oldest first, live or not.
+    async fn rules(&self) -> StoreResult<Vec<FaultRule>>;
     async fn remove(&self, id: &str) -> StoreResult<bool>;
     async fn clear(&self) -> StoreResult<()>;
     /// Counts one firing of the rule, taking one of its `times`; false when none was left
     /// (another server took the last).
-    async fn fire(&self, id: &str) -> StoreResult<bool>;
+    async fn fire(&self, rule: &FaultRule) -> StoreResult<bool>;
 }
 
 pub enum Faults {
@@ -103,7 +107,7 @@ impl Faults {
         match self {
             Faults::Local(l) => Ok(l.list(now)),
             Faults::Shared(s) => Ok(s
-                .rules(None)
+                .rules()
                 .await?
                 .into_iter()
                 .filter(|r| live(r, now))
@@ -156,23 +160,21 @@ async fn check_shared(
     tenant_key: Option<&str>,
     now: i64,
 ) -> StoreResult<Option<Fault>> {
-    // Another server may take a rule's last firing between the read and the count: then
-    // read again.
-    loop {
-        let rules = shared.rules(Some(route)).await?;
-        let Some(rule) = rules
-            .iter()
-            .find(|r| live(r, now) && matches(r, method, route, app_id, tenant_key))
-        else {
-            return Ok(None);
-        };
+    let rules = shared.rules_of(route).await?;
+    let matching = rules
+        .iter()
+        .filter(|r| live(r, now) && matches(r, method, route, app_id, tenant_key));
+    // A rule whose last firing another server took (since the read) is spent: the next
+    // matching one applies.
+    for rule in matching {
         if !dice(rule) {
             return Ok(None);
         }
-        if shared.fire(&rule.id).await? {
+        if shared.fire(rule).await? {
             return Ok(Some(rule.fault()));
         }
     }
+    Ok(None)
 }
 
 impl FaultRule {

@@ -28,7 +28,7 @@ use crate::state::{AppState, SharedState};
 use crate::store::cached::CachedStore;
 use crate::store::postgres::{OpenError as PgOpenError, PgOptions, PgStore};
 use crate::store::redis::{OpenError as RedisOpenError, RedisCounters};
-use crate::store::shared::{PgCounters, PgFaults, PgJournal};
+use crate::store::shared::{PgCounters, PgFaults, PgJournal, PgRelay};
 use crate::store::sqlite::{OpenError, SqliteStore};
 use crate::store::Store;
 use crate::tokens;
@@ -136,7 +136,7 @@ impl Server {
         // What any operation on a shared backend may take: below the request's own bound,
         // so an outage is answered 190003 in time.
         let op_timeout = args.request_timeout.mul_f64(0.75);
-        let (store, cached, faults, counters, journal): (Arc<dyn Store>, _, _, _, _) =
+        let (store, cached, faults, counters, journal, relay): (Arc<dyn Store>, _, _, _, _, _) =
             match &args.database_url {
                 Some(url) => {
                     let pg = PgStore::open(&PgOptions {
@@ -146,21 +146,42 @@ impl Server {
                         op_timeout,
                     })
                     .await?;
-                    let counters: Arc<dyn SharedCounters> = match &args.redis_url {
-                        Some(url) => Arc::new(
+                    let redis = match &args.redis_url {
+                        Some(url) => Some(Arc::new(
                             RedisCounters::open(url, &args.redis_prefix, op_timeout).await?,
-                        ),
+                        )),
+                        None => None,
+                    };
+                    let counters: Arc<dyn SharedCounters> = match &redis {
+                        Some(r) => r.clone(),
                         None => Arc::new(PgCounters(pg.db())),
                     };
-                    let faults = Faults::Shared(Arc::new(PgFaults(pg.db())));
-                    let journal: Arc<dyn JournalStore> = Arc::new(PgJournal(pg.db()));
-                    (Arc::new(pg), None, faults, Some(counters), Some(journal))
+                    let faults = Faults::Shared(Arc::new(PgFaults::new(pg.db(), redis)));
+                    let relay = PgRelay::start(pg.db());
+                    let journal: Arc<dyn JournalStore> =
+                        Arc::new(PgJournal::new(pg.db(), Some(relay.clone())));
+                    let store = Arc::new(pg);
+                    (
+                        store,
+                        None,
+                        faults,
+                        Some(counters),
+                        Some(journal),
+                        Some(relay),
+                    )
                 }
                 None => {
                     let cached = Arc::new(CachedStore::new(Arc::new(SqliteStore::open(
                         &args.data_dir,
                     )?)));
-                    (cached.clone(), Some(cached), Faults::default(), None, None)
+                    (
+                        cached.clone(),
+                        Some(cached),
+                        Faults::default(),
+                        None,
+                        None,
+                        None,
+                    )
                 }
             };
         let shared_store = counters.is_some();
@@ -239,6 +260,11 @@ impl Server {
             request_timeout: args.request_timeout,
             tickets: crate::tickets::Tickets::new(args.app_ticket_interval),
         });
+        // Servers on one store show each other's events (events.rs).
+        if let Some(relay) = relay {
+            let _ = state.events.set_relay(relay.clone());
+            relay.listen(Arc::downgrade(&state)).await;
+        }
         Ok(Server {
             state,
             cached,

@@ -288,23 +288,28 @@ async fn a_warm_cache_never_serves_what_another_server_changed() {
     }
 }
 
-#[tokio::test]
-async fn a_fault_with_times_counts_over_all_servers() {
-    let c = Cluster::start(3, BASIC_SEED, &["--rate-limits", "off"]);
+const GET_ROUTE: &str = "/open-apis/calendar/v4/exchange_bindings/{exchange_binding_id}";
+
+/// A rule with `times: 5` answers exactly five of 12 concurrent matches over three servers;
+/// its firings count in Redis when given (checked there), else in PostgreSQL.
+async fn fault_times_count_over_all_servers(redis: bool) {
+    let c = Cluster::start_with(3, BASIC_SEED, &["--rate-limits", "off"], redis);
     let token = c.at(0).mint("cli_acme", "acme", "boss").await;
-    c.at(1)
+    let armed = c
+        .at(1)
         .admin(
             Method::POST,
             "/_exbind/v1/faults",
             Some(&json!({
                 "method": "GET",
-                "route": "/open-apis/calendar/v4/exchange_bindings/{exchange_binding_id}",
+                "route": GET_ROUTE,
                 "times": 5,
                 "error": {"code": 190003}
             })),
         )
-        .await
-        .assert(200, 0);
+        .await;
+    armed.assert(200, 0);
+    let id = armed.body["data"]["id"].as_str().unwrap().to_string();
     let missing = binding_id(ADMIN, "nobody@acme.example");
     let calls: Vec<_> = (0..12)
         .map(|i| {
@@ -318,6 +323,149 @@ async fn a_fault_with_times_counts_over_all_servers() {
     // Spent everywhere: the list on any server shows no live rule.
     let r = c.at(2).admin(Method::GET, "/_exbind/v1/faults", None).await;
     assert_eq!(r.body["data"]["items"], json!([]));
+    if redis {
+        let mut r = redis::Client::open(common::cluster::redis_url())
+            .and_then(|c| c.get_connection())
+            .unwrap();
+        let fired: Option<i64> = redis::cmd("GET")
+            .arg(format!("{}fault:{id}", c.prefix))
+            .query(&mut r)
+            .unwrap();
+        assert_eq!(fired, Some(5), "counted in Redis");
+    }
+}
+
+#[tokio::test]
+async fn a_fault_with_times_counts_over_all_servers_in_redis() {
+    fault_times_count_over_all_servers(true).await;
+}
+
+#[tokio::test]
+async fn a_fault_with_times_counts_over_all_servers_in_postgres() {
+    fault_times_count_over_all_servers(false).await;
+}
+
+#[tokio::test]
+async fn a_warm_binding_cache_never_serves_what_another_server_changed() {
+    // Stages long enough that only the control plane moves the binding.
+    let c = Cluster::start(
+        2,
+        BASIC_SEED,
+        &[
+            "--rate-limits",
+            "off",
+            "--sync-stage-durations",
+            "3600s,3600s,3600s",
+        ],
+    );
+    let (a, b) = (c.at(0), c.at(1));
+    let token = a.mint("cli_acme", "acme", "boss").await;
+    let id = binding_id(ADMIN, "cached@acme.example");
+    let warm = |want: &'static str| {
+        let (token, id) = (token.clone(), id.clone());
+        async move {
+            for _ in 0..3 {
+                let r = b.get(&token, &id, Some("user_id")).await;
+                r.assert(200, 0);
+                assert_eq!(r.body["data"]["status"], want, "{}", r.body);
+            }
+        }
+    };
+    a.create(
+        &token,
+        ADMIN,
+        "cached@acme.example",
+        "alice",
+        Some("user_id"),
+    )
+    .await
+    .assert(200, 0);
+    warm("doing").await;
+    // A step made on A is what B answers next.
+    a.admin(
+        Method::POST,
+        &format!("/_exbind/v1/tenants/acme/bindings/{id}/advance"),
+        None,
+    )
+    .await
+    .assert(200, 0);
+    warm("cal_done").await;
+    // A rule armed on A applies to B's next request; spent, it stops there too.
+    a.admin(
+        Method::POST,
+        "/_exbind/v1/faults",
+        Some(&json!({"method": "GET", "route": GET_ROUTE, "times": 1, "error": {"code": 190003}})),
+    )
+    .await
+    .assert(200, 0);
+    b.get(&token, &id, None).await.assert(500, 190003);
+    warm("cal_done").await;
+    // Deleted on A: gone on B at once; made again for another user: B shows that one.
+    a.delete(&token, &id).await.assert(200, 0);
+    b.get(&token, &id, None).await.assert(404, 195103);
+    a.create(&token, ADMIN, "cached@acme.example", "bob", Some("user_id"))
+        .await
+        .assert(200, 0);
+    let r = b.get(&token, &id, Some("user_id")).await;
+    r.assert(200, 0);
+    assert_eq!(r.body["data"]["user_id"], "bob", "{}", r.body);
+    // A tenant's wipe on A: gone on B.
+    warm("doing").await;
+    a.admin(Method::DELETE, "/_exbind/v1/tenants/acme/bindings", None)
+        .await
+        .assert(200, 0);
+    b.get(&token, &id, None).await.assert(404, 195103);
+}
+
+#[tokio::test]
+async fn an_event_stream_on_one_server_shows_what_the_others_handled() {
+    let c = Cluster::start(3, BASIC_SEED, &["--rate-limits", "off"]);
+    let mut ev = c.at(0).events("").await;
+    let token = c.at(1).mint("cli_acme", "acme", "boss").await;
+    let created = c
+        .at(1)
+        .create(
+            &token,
+            ADMIN,
+            "relayed@acme.example",
+            "alice",
+            Some("user_id"),
+        )
+        .await;
+    created.assert(200, 0);
+    let b = ev
+        .until(|name, d| name == "binding" && d["action"] == "created")
+        .await;
+    assert_eq!(b["exchange_account"], "relayed@acme.example", "{b}");
+    let log_id = created.log_id();
+    let r = ev
+        .until(|name, d| name == "request" && d["log_id"] == log_id.as_str())
+        .await;
+    assert_eq!((&r["method"], &r["code"]), (&json!("POST"), &json!(0)));
+    // A third server's delete, and its step of the sync engine's kind.
+    let id = binding_id(ADMIN, "relayed@acme.example");
+    c.at(2)
+        .admin(
+            Method::POST,
+            &format!("/_exbind/v1/tenants/acme/bindings/{id}/advance"),
+            None,
+        )
+        .await
+        .assert(200, 0);
+    let moved = ev
+        .until(|name, d| name == "binding" && d["action"] == "status")
+        .await;
+    assert_eq!(
+        (&moved["from"], &moved["status"]),
+        (&json!("doing"), &json!("cal_done"))
+    );
+    let gone = c.at(2).delete(&token, &id).await;
+    gone.assert(200, 0);
+    ev.until(|name, d| name == "binding" && d["action"] == "deleted")
+        .await;
+    let log_id = gone.log_id();
+    ev.until(|name, d| name == "request" && d["log_id"] == log_id.as_str())
+        .await;
 }
 
 #[tokio::test]
@@ -683,4 +831,231 @@ async fn start_failures_say_why_in_one_line() {
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "{err}");
     assert!(lines[0].contains("999"), "{err}");
+}
+
+/// A PostgreSQL of the test's own, in a temporary directory, so that it can be stopped and
+/// started under load without disturbing the shared one. initdb refuses root, so it runs as
+/// the `postgres` user.
+struct PrivatePg {
+    bin: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl PrivatePg {
+    fn start() -> PrivatePg {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL's binaries under /usr/lib/postgresql")
+            .filter_map(|e| Some(e.ok()?.path().join("bin")))
+            .filter(|b| b.join("initdb").exists())
+            .max()
+            .expect("an initdb under /usr/lib/postgresql/*/bin");
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "chown to postgres");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let pg = PrivatePg { bin, dir, port };
+        pg.run(
+            "initdb",
+            &["-A", "trust", "-U", "postgres", "--no-sync", "-D"],
+        );
+        pg.ctl(&["start"]);
+        pg
+    }
+
+    fn data(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Runs a PostgreSQL program as `postgres`, with the data directory last.
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join(program))
+            .args(args)
+            .arg(self.data())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `pg_ctl ACTION`, waiting until it is done.
+    fn ctl(&self, action: &[&str]) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log");
+        let mut args = vec!["-w", "-o", &opts, "-l"];
+        let log = log.to_str().unwrap();
+        args.push(log);
+        args.extend(action);
+        args.push("-D");
+        self.run("pg_ctl", &args);
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-m", "immediate", "stop", "-D"])
+            .arg(self.data())
+            .output();
+    }
+}
+
+/// What one writer's request for binding `i` was answered.
+#[derive(Default, Clone, Copy)]
+struct Outcome {
+    created: Option<i64>,
+    deleted: Option<i64>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_postgres_restart_under_write_load_loses_nothing_acknowledged() {
+    let pg = PrivatePg::start();
+    const USERS: usize = 600;
+    let args = [
+        "--database-url",
+        &pg.url(),
+        "--rate-limits",
+        "off",
+        "--request-timeout",
+        "4s",
+    ];
+    let servers: Vec<Server> = (0..2)
+        .map(|_| {
+            Server::builder()
+                .seed(&seed_with_admins(USERS))
+                .args(&args)
+                .start()
+        })
+        .collect();
+    let token = servers[0].mint("cli_acme", "acme", "boss").await;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let acked = std::sync::atomic::AtomicUsize::new(0);
+    let outcomes = std::sync::Mutex::new(vec![Outcome::default(); USERS]);
+    let account = |i: usize| format!("restart{i}@acme.example");
+    // Each writer binds fresh users one after the other; even ones it unbinds again.
+    let writer = |w: usize| {
+        let (s, token) = (&servers[w % 2], token.clone());
+        let (next, stop, acked, outcomes) = (&next, &stop, &acked, &outcomes);
+        async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= USERS {
+                    break;
+                }
+                let r = s
+                    .create(
+                        &token,
+                        ADMIN,
+                        &account(i),
+                        &format!("u{i}"),
+                        Some("user_id"),
+                    )
+                    .await;
+                outcomes.lock().unwrap()[i].created = Some(r.code());
+                if r.code() != 0 {
+                    // Refused at once while the database is down: pace the retries, so
+                    // the users last through the outage.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i % 2 == 0 {
+                    let r = s.delete(&token, &binding_id(ADMIN, &account(i))).await;
+                    outcomes.lock().unwrap()[i].deleted = Some(r.code());
+                    if r.code() == 0 {
+                        acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+    };
+    let controller = async {
+        let acked = &acked;
+        let wait_acked = |n: usize| async move {
+            let deadline = std::time::Instant::now() + PATIENCE;
+            while acked.load(std::sync::atomic::Ordering::SeqCst) < n {
+                assert!(std::time::Instant::now() < deadline, "the load stalled");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        wait_acked(40).await;
+        // Stopped the hard way, as a crash: what was committed comes back from the WAL.
+        pg.ctl(&["-m", "immediate", "stop"]);
+        for s in &servers {
+            let r = s.call(Method::GET, "/_exbind/readyz", None, None).await;
+            assert_eq!(r.status.as_u16(), 503, "{}", r.body);
+            s.get(&token, &binding_id(ADMIN, &account(1)), None)
+                .await
+                .assert(500, 190003);
+        }
+        let during = acked.load(std::sync::atomic::Ordering::SeqCst);
+        pg.ctl(&["start"]);
+        // Back by themselves: ready again, and the load goes on being acknowledged.
+        for s in &servers {
+            let deadline = std::time::Instant::now() + PATIENCE;
+            while s
+                .call(Method::GET, "/_exbind/readyz", None, None)
+                .await
+                .status
+                .as_u16()
+                != 200
+            {
+                assert!(std::time::Instant::now() < deadline, "never ready again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        wait_acked(during + 40).await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    tokio::join!(controller, writer(0), writer(1), writer(2), writer(3));
+
+    let outcomes = outcomes.into_inner().unwrap();
+    let present: std::collections::HashSet<String> = bindings_of(&servers[1], "acme")
+        .await
+        .iter()
+        .map(|b| b["exchange_account"].as_str().unwrap().to_string())
+        .collect();
+    let mut failed = 0;
+    for (i, o) in outcomes.iter().enumerate() {
+        for code in [o.created, o.deleted].into_iter().flatten() {
+            // Answered, or refused as the store being out: never anything else.
+            assert!([0, 190003].contains(&code), "binding {i}: {code}");
+            failed += usize::from(code != 0);
+        }
+        let here = present.contains(&account(i));
+        match (o.created, o.deleted) {
+            (Some(0), Some(0)) => assert!(!here, "acknowledged delete of {i} undone"),
+            (Some(0), None) => assert!(here, "acknowledged create of {i} lost"),
+            // Refused: it may have been applied or not, but wholly.
+            _ => {}
+        }
+    }
+    assert!(failed > 0, "some requests met the outage");
+    for b in bindings_of(&servers[1], "acme").await {
+        assert_eq!(b["history"][0]["status"], "doing", "whole: {b}");
+    }
 }

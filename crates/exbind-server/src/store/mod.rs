@@ -98,7 +98,7 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
     /// The shared store's generation (see `generation`), read once as each request arrives;
     /// `None` for a store that only this server changes.
-    async fn generation(&self) -> StoreResult<Option<i64>> {
+    async fn generation(&self) -> StoreResult<Option<generation::Generation>> {
         Ok(None)
     }
     /// Whether in-memory indexes are filled (before that, reads are slower, not wrong).

@@ -19,7 +19,7 @@ use exbind_api::accounts::fold;
 use exbind_api::BindingStatus;
 use tokio_postgres::{NoTls, Row};
 
-use super::generation::GenCache;
+use super::generation::{GenCache, Generation};
 use super::rules;
 use super::*;
 
@@ -197,6 +197,11 @@ CREATE TABLE journal (
 CREATE INDEX journal_log_id ON journal (log_id);
 CREATE SEQUENCE generation;
 "#,
+    // Servers of this version cache bindings and advance it on every change to one (see
+    // `generation`); older servers would not, so they must not share the store.
+    r#"
+CREATE SEQUENCE binding_generation;
+"#,
 ];
 
 /// The schema version this binary knows.
@@ -267,6 +272,9 @@ fn valid_schema(s: &str) -> bool {
 pub struct Db {
     pool: Pool,
     op_timeout: Duration,
+    /// For a connection of its own (the event relay's `LISTEN`).
+    config: tokio_postgres::Config,
+    schema: String,
 }
 
 pub struct PgStore {
@@ -488,7 +496,7 @@ impl PgStore {
         cfg.connect_timeout(o.op_timeout);
         let host = describe_host(&cfg);
         let mgr = Manager::from_config(
-            cfg,
+            cfg.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -506,6 +514,8 @@ impl PgStore {
             db: Db {
                 pool,
                 op_timeout: o.op_timeout,
+                config: cfg,
+                schema: o.schema.clone(),
             },
             cache: GenCache::default(),
         };
@@ -576,14 +586,6 @@ impl PgStore {
         Ok(())
     }
 
-    /// Advances the generation after a change to cached rows commits, before it is
-    /// acknowledged (see `generation`).
-    async fn advance(&self) -> StoreResult<()> {
-        self.execute("SELECT nextval('generation')", &[])
-            .await
-            .map(drop)
-    }
-
     /// The pool, for what the servers share beside the store.
     pub fn db(&self) -> Db {
         self.db.clone()
@@ -591,6 +593,37 @@ impl PgStore {
 }
 
 impl Db {
+    /// Advances the generation after a change to cached rows commits, before it is
+    /// acknowledged (see `generation`).
+    pub(super) async fn advance(&self) -> StoreResult<()> {
+        self.execute("SELECT nextval('generation')", &[])
+            .await
+            .map(drop)
+    }
+
+    /// The same for a change to existing bindings.
+    async fn advance_bindings(&self) -> StoreResult<()> {
+        self.execute("SELECT nextval('binding_generation')", &[])
+            .await
+            .map(drop)
+    }
+
+    /// The schema, a plain identifier (checked at open).
+    pub(super) fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// A connection outside the pool, its driver left to the caller.
+    pub(super) async fn connect(
+        &self,
+    ) -> StoreResult<(
+        tokio_postgres::Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+    )> {
+        self.bounded(async { Ok(self.config.connect(NoTls).await?) })
+            .await
+    }
+
     pub(super) async fn conn(&self) -> StoreResult<Object> {
         Ok(self.pool.get().await?)
     }
@@ -762,10 +795,20 @@ impl Store for PgStore {
         .await
     }
 
-    async fn generation(&self) -> StoreResult<Option<i64>> {
-        self.read_opt("SELECT last_value FROM generation", &[], |r| {
-            Ok(r.try_get::<_, i64>(0)?)
-        })
+    async fn generation(&self) -> StoreResult<Option<Generation>> {
+        self.read_opt(
+            // `is_called` tells a fresh sequence from one advanced once, whose
+            // `last_value` is the same.
+            "SELECT (SELECT last_value + is_called::int FROM generation), \
+             (SELECT last_value + is_called::int FROM binding_generation)",
+            &[],
+            |r| {
+                Ok(Generation {
+                    rows: r.try_get(0)?,
+                    bindings: r.try_get(1)?,
+                })
+            },
+        )
         .await
     }
 
@@ -1095,6 +1138,9 @@ impl Store for PgStore {
             })
             .await?;
         self.advance().await?;
+        if state == AdminState::Failed {
+            self.advance_bindings().await?;
+        }
         Ok(admin)
     }
 
@@ -1449,6 +1495,21 @@ impl Store for PgStore {
         .await
     }
 
+    async fn binding_view(&self, exchange_folded: &str) -> StoreResult<Option<BindingView>> {
+        let load = async {
+            Ok(self
+                .binding(exchange_folded)
+                .await?
+                .map(|b| Arc::new(BindingView::from(b))))
+        };
+        let view = self
+            .cache
+            .bindings
+            .get_or_load(exchange_folded.into(), load)
+            .await?;
+        Ok(view.map(Arc::unwrap_or_clone))
+    }
+
     async fn scan_bindings(&self, after: i64, limit: usize) -> StoreResult<Vec<BindingRecord>> {
         let sql =
             format!("SELECT {BINDING_COLS} FROM bindings WHERE seq > $1 ORDER BY seq LIMIT $2");
@@ -1526,23 +1587,28 @@ impl Store for PgStore {
         admin_folded: &str,
         exchange_folded: &str,
     ) -> StoreResult<Option<BindingRecord>> {
-        self.bounded(async {
-            let mut c = self.conn().await?;
-            let tx = c.transaction().await?;
-            let Some(b) = query_binding(&tx, exchange_folded, true).await? else {
-                return Ok(None);
-            };
-            if !rules::owns(&b, tenant_key, admin_folded) {
-                return Ok(None);
-            }
-            tx.execute("DELETE FROM bindings WHERE seq = $1", &[&b.seq])
-                .await?;
-            tx.execute("DELETE FROM binding_steps WHERE seq = $1", &[&b.seq])
-                .await?;
-            tx.commit().await?;
-            Ok(Some(b))
-        })
-        .await
+        let gone = self
+            .bounded(async {
+                let mut c = self.conn().await?;
+                let tx = c.transaction().await?;
+                let Some(b) = query_binding(&tx, exchange_folded, true).await? else {
+                    return Ok(None);
+                };
+                if !rules::owns(&b, tenant_key, admin_folded) {
+                    return Ok(None);
+                }
+                tx.execute("DELETE FROM bindings WHERE seq = $1", &[&b.seq])
+                    .await?;
+                tx.execute("DELETE FROM binding_steps WHERE seq = $1", &[&b.seq])
+                    .await?;
+                tx.commit().await?;
+                Ok(Some(b))
+            })
+            .await?;
+        if gone.is_some() {
+            self.advance_bindings().await?;
+        }
+        Ok(gone)
     }
 
     async fn list_bindings(
@@ -1617,21 +1683,26 @@ impl Store for PgStore {
     }
 
     async fn change_status(&self, changes: Vec<StatusChange>, now: i64) -> StoreResult<Vec<bool>> {
-        self.bounded(async {
-            let mut c = self.conn().await?;
-            let tx = c.transaction().await?;
-            // Rows are locked in one order on every server, so two servers stepping the same
-            // batch wait for each other instead of deadlocking.
-            let mut order: Vec<usize> = (0..changes.len()).collect();
-            order.sort_by_key(|&i| changes[i].seq);
-            let mut applied = vec![false; changes.len()];
-            for i in order {
-                applied[i] = apply_change(&tx, &changes[i], now).await?;
-            }
-            tx.commit().await?;
-            Ok(applied)
-        })
-        .await
+        let applied = self
+            .bounded(async {
+                let mut c = self.conn().await?;
+                let tx = c.transaction().await?;
+                // Rows are locked in one order on every server, so two servers stepping the same
+                // batch wait for each other instead of deadlocking.
+                let mut order: Vec<usize> = (0..changes.len()).collect();
+                order.sort_by_key(|&i| changes[i].seq);
+                let mut applied = vec![false; changes.len()];
+                for i in order {
+                    applied[i] = apply_change(&tx, &changes[i], now).await?;
+                }
+                tx.commit().await?;
+                Ok(applied)
+            })
+            .await?;
+        if applied.contains(&true) {
+            self.advance_bindings().await?;
+        }
+        Ok(applied)
     }
 
     async fn scenario(&self, account_folded: &str) -> StoreResult<Option<ExchangeScenario>> {
@@ -1664,7 +1735,7 @@ impl Store for PgStore {
     }
 
     async fn delete_tenant_bindings(&self, tenant_key: &str) -> StoreResult<u64> {
-        self.bounded(async {
+        let n = self.bounded(async {
             let mut c = self.conn().await?;
             let tx = c.transaction().await?;
             tx.execute(
@@ -1678,7 +1749,9 @@ impl Store for PgStore {
             tx.commit().await?;
             Ok(n)
         })
-        .await
+        .await?;
+        self.advance_bindings().await?;
+        Ok(n)
     }
 
     async fn reset(&self) -> StoreResult<()> {
@@ -1693,6 +1766,7 @@ impl Store for PgStore {
             Ok(())
         })
         .await?;
-        self.advance().await
+        self.advance().await?;
+        self.advance_bindings().await
     }
 }

@@ -1,6 +1,7 @@
-//! Counters in Redis (`--redis-url`): each check-and-count is one Lua script, which Redis runs
-//! atomically, so the limits hold exactly over every server; each window's key expires after
-//! the window. Every call is bounded in time: Redis down answers 190003, never "allow all".
+//! Counters in Redis (`--redis-url`): quota windows and fault rules' firings. Each
+//! check-and-count is one Lua script, which Redis runs atomically, so limits and `times` hold
+//! exactly over every server; each window's key expires after the window. Every call is
+//! bounded in time: Redis down answers 190003, never "allow all".
 
 use std::time::Duration;
 
@@ -26,10 +27,31 @@ end
 return 0
 "#;
 
+/// KEYS: a fault rule's firings; ARGV: its `times`, or -1 for no bound. Counts one firing
+/// and answers 1 (2 when that was its last), or answers 0 when the rule has none left.
+const FIRE: &str = r#"
+local times = tonumber(ARGV[1])
+if times >= 0 and tonumber(redis.call('GET', KEYS[1]) or '0') >= times then return 0 end
+local n = redis.call('INCR', KEYS[1])
+if n == times then return 2 end
+return 1
+"#;
+
+/// What counting one firing of a fault rule found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fired {
+    /// The rule had none left.
+    No,
+    Yes,
+    /// It fired, and has none left now.
+    Last,
+}
+
 pub struct RedisCounters {
     conn: ConnectionManager,
     prefix: String,
     script: redis::Script,
+    fire: redis::Script,
     op_timeout: Duration,
 }
 
@@ -85,6 +107,7 @@ impl RedisCounters {
             conn,
             prefix: prefix.to_string(),
             script: redis::Script::new(TAKE),
+            fire: redis::Script::new(FIRE),
             op_timeout,
         })
     }
@@ -100,6 +123,53 @@ impl RedisCounters {
                 self.op_timeout.as_millis()
             ))),
         }
+    }
+}
+
+impl RedisCounters {
+    /// Where a fault rule's firings are counted (its id is never reused: a sequence's).
+    fn fault_key(&self, id: &str) -> String {
+        format!("{}fault:{id}", self.prefix)
+    }
+
+    /// Counts one firing of the rule `id`, unless it has fired `times` already.
+    pub async fn fire_fault(&self, id: &str, times: Option<u64>) -> StoreResult<Fired> {
+        let times = times.map_or(-1, |t| i64::try_from(t).unwrap_or(i64::MAX));
+        let mut inv = self.fire.prepare_invoke();
+        inv.key(self.fault_key(id)).arg(times);
+        let mut conn = self.conn.clone();
+        let fired: i64 = self.bounded(inv.invoke_async(&mut conn)).await?;
+        Ok(match fired {
+            0 => Fired::No,
+            2 => Fired::Last,
+            _ => Fired::Yes,
+        })
+    }
+
+    /// How often each rule has fired.
+    pub async fn fault_hits(&self, ids: &[&str]) -> StoreResult<Vec<u64>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.fault_key(id)).collect();
+        let mut conn = self.conn.clone();
+        let hits: Vec<Option<u64>> = self
+            .bounded(redis::cmd("MGET").arg(&keys).query_async(&mut conn))
+            .await?;
+        Ok(hits.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// Forgets the firings of rules that are gone.
+    pub async fn forget_faults(&self, ids: &[&str]) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.fault_key(id)).collect();
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .bounded(redis::cmd("DEL").arg(&keys).query_async(&mut conn))
+            .await?;
+        Ok(())
     }
 }
 
