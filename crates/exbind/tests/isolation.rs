@@ -523,15 +523,7 @@ async fn every_control_plane_route_refuses_a_missing_or_wrong_admin_token() {
 
 /// The id secret, from the store itself.
 fn id_secret(s: &Server) -> Vec<u8> {
-    let db = rusqlite::Connection::open_with_flags(
-        s.data_dir.join("exbind.sqlite3"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    db.query_row("SELECT value FROM meta WHERE key = 'id_secret'", [], |r| {
-        r.get(0)
-    })
-    .unwrap()
+    s.store_meta("id_secret")
 }
 
 #[tokio::test]

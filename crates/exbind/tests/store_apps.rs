@@ -199,6 +199,9 @@ async fn tenant_token(s: &Server, app_token: &str, tenant: &str) -> Resp {
 
 #[tokio::test]
 async fn an_encrypted_signed_ticket_at_start_buys_app_and_tenant_tokens() {
+    if skip_in_cluster("every server pushes its own app_ticket (README: What does not work yet)") {
+        return;
+    }
     let mut rx = Receiver::start(vec![]).await;
     let s = Server::builder().seed(&seed(&rx.url)).start();
     let ticket = next_ticket(&mut rx, "cli_store").await;
@@ -281,6 +284,9 @@ async fn an_encrypted_signed_ticket_at_start_buys_app_and_tenant_tokens() {
 
 #[tokio::test]
 async fn resend_pushes_a_new_plain_ticket_and_the_latest_two_are_valid() {
+    if skip_in_cluster("every server pushes its own app_ticket (README: What does not work yet)") {
+        return;
+    }
     let mut rx = Receiver::start(vec![]).await;
     let s = Server::builder().seed(&seed(&rx.url)).start();
     let t1 = next_ticket(&mut rx, "cli_plain").await;
@@ -346,6 +352,9 @@ async fn resend_pushes_a_new_plain_ticket_and_the_latest_two_are_valid() {
 
 #[tokio::test]
 async fn a_failed_push_is_retried_with_the_same_ticket_and_logged() {
+    if skip_in_cluster("every server pushes its own app_ticket (README: What does not work yet)") {
+        return;
+    }
     let mut rx = Receiver::start(vec![
         StatusCode::INTERNAL_SERVER_ERROR,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -433,6 +442,9 @@ async fn tickets_come_every_interval() {
 
 #[tokio::test]
 async fn under_30_minutes_of_ttl_every_call_issues_a_new_token_and_the_old_stays_valid() {
+    if skip_in_cluster("every server pushes its own app_ticket (README: What does not work yet)") {
+        return;
+    }
     let mut rx = Receiver::start(vec![]).await;
     let s = Server::builder()
         .seed(&seed(&rx.url))
