@@ -34,7 +34,7 @@ for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   echo "== $t: $RUNS runs"
   nice -n 19 "${fuzz[@]}" run -s none "$t" "corpus/$t" -- \
-    -runs="$RUNS" -max_len=2048 -len_control=20 -timeout=10 -print_final_stats=1 2>&1 | tee "logs/$t.log" | grep -E '^#[0-9]+ +(INITED|DONE|pulse)|^stat::|panicked|ERROR' || true
+    -runs="$RUNS" -max_len=2048 -len_control=20 -timeout=10 -print_final_stats=1 2>&1 | tee "logs/$t.log" | grep -E '^#[0-9]+ +(INITED|DONE|pulse)|^stat::|^exbind |panicked|ERROR' || true
   if grep -q '^==[0-9]*== ERROR\|panicked at' "logs/$t.log"; then
     echo "$t: crashed; the input is in fuzz/artifacts/$t/" >&2
     exit 1

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::{copy_dir, exbind_cmd_journal, fixture, mint, sibling, Proc};
+use crate::{copy_dir, exbind_cmd_journal, fixture, mint, proc_mb, sibling, Proc};
 
 #[derive(clap::Args)]
 pub struct SoakArgs {
@@ -44,6 +44,10 @@ pub struct SoakArgs {
     /// Where fixtures are built and kept between runs.
     #[arg(long, default_value = "target/bench-fixtures")]
     fixtures: PathBuf,
+    /// Starts the server with transparent huge pages disabled (`PR_SET_THP_DISABLE`, which
+    /// the server inherits): its resident memory then counts only the 4 KiB pages it touched.
+    #[arg(long)]
+    no_thp: bool,
 }
 
 const BOUND: usize = 1000;
@@ -250,18 +254,21 @@ struct Sample {
     unexpected: u64,
     not_sent: u64,
     rss_mb: f64,
+    /// Of the resident memory: anonymous (the heap, stacks), and of that, in huge pages.
+    anon_mb: f64,
+    huge_mb: f64,
     fds: usize,
     /// The server's open connections (its metrics), so that fds other than sockets show.
     connections: usize,
 }
 
 const CSV_HEADER: &str =
-    "elapsed_s,requests,rps,p50_ms,p99_ms,max_ms,injected,unexpected,not_sent,rss_mb,fds,connections";
+    "elapsed_s,requests,rps,p50_ms,p99_ms,max_ms,injected,unexpected,not_sent,rss_mb,anon_mb,huge_mb,fds,connections";
 
 impl Sample {
     fn csv(&self, interval: f64) -> String {
         format!(
-            "{:.0},{},{:.1},{:.3},{:.3},{:.3},{},{},{},{:.1},{},{}",
+            "{:.0},{},{:.1},{:.3},{:.3},{:.3},{},{},{},{:.1},{:.1},{:.1},{},{}",
             self.elapsed_s,
             self.requests,
             self.requests as f64 / interval,
@@ -272,6 +279,8 @@ impl Sample {
             self.unexpected,
             self.not_sent,
             self.rss_mb,
+            self.anon_mb,
+            self.huge_mb,
             self.fds,
             self.connections
         )
@@ -295,6 +304,19 @@ async fn open_connections(load: &Load) -> usize {
         .map_or(0, |v| v as usize)
 }
 
+/// Transparent huge pages off for this process and the children it starts from now on.
+fn disable_thp() -> Result<(), String> {
+    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and touches no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if rc != 0 {
+        return Err(format!(
+            "prctl(PR_SET_THP_DISABLE): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
@@ -305,6 +327,9 @@ pub async fn soak(a: SoakArgs) -> Result<(), String> {
     let base = fixture(&a.fixtures, BOUND, SPARE).await?;
     let data = a.fixtures.join("soak-copy");
     copy_dir(&base, &data)?;
+    if a.no_thp {
+        disable_thp()?;
+    }
     // The journal on, as `exbind serve` runs by default, so its bound is soaked too.
     let mut server = Proc::start(exbind_cmd_journal(&exbind, &data, 10_000))?;
     server.wait_ready().await?;
@@ -381,6 +406,8 @@ pub async fn soak(a: SoakArgs) -> Result<(), String> {
             unexpected: t.unexpected,
             not_sent: not_sent.swap(0, Ordering::Relaxed),
             rss_mb: server.rss_mb(),
+            anon_mb: proc_mb(&format!("/proc/{pid}/status"), "RssAnon:"),
+            huge_mb: proc_mb(&format!("/proc/{pid}/smaps_rollup"), "AnonHugePages:"),
             fds: open_fds(pid),
             connections: open_connections(&load).await,
         };
@@ -481,6 +508,15 @@ fn report(
         last.fds,
         p99s[p99s.len() / 2],
     );
+    println!(
+        "of it anonymous {:.1} MB first, {:.1} MB last, in transparent huge pages {:.1} MB first, \
+         {:.1} MB last{}",
+        first.anon_mb,
+        last.anon_mb,
+        first.huge_mb,
+        last.huge_mb,
+        if a.no_thp { " (disabled)" } else { "" }
+    );
     println!("samples: {}; plot: {}", a.csv.display(), a.png.display());
     for s in surprises {
         println!("unexpected: {s}");
@@ -515,8 +551,14 @@ fn plot(samples: &[Sample], title: &str, png: &Path) -> Result<(), String> {
         let panels = root.split_evenly((3, 1));
         let minutes = samples.last().map_or(1.0, |s| s.elapsed_s / 60.0).max(0.1);
         let connections: Column = |s| s.connections as f64;
+        let huge: Column = |s| s.huge_mb;
         let series: [(&str, Column, Option<Column>, RGBColor); 3] = [
-            ("resident memory (MB)", |s| s.rss_mb, None, BLUE),
+            (
+                "resident memory (MB; grey: of it, in transparent huge pages)",
+                |s| s.rss_mb,
+                Some(huge),
+                BLUE,
+            ),
             (
                 "open file descriptors (grey: of them, connections)",
                 |s| s.fds as f64,

@@ -1,5 +1,5 @@
-//! Large data sets for benchmarks, written straight into a store in one transaction (a
-//! million bindings would be a 100 MB seed document).
+//! Data sets: the tests' seed, and large ones for benchmarks, written straight into a store
+//! in one transaction (a million bindings would be a 100 MB seed document).
 
 use std::path::Path;
 
@@ -11,6 +11,19 @@ use crate::seed;
 use crate::store::postgres::{PgOptions, PgStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, UserRow};
+
+/// Two tenants and a set of apps, one per situation the tests need.
+///
+/// acme: `boss` (super admin), `alice` `bob` `carol` `dave` `erin` (plain users), `gone`
+/// (dismissed super admin), `left` (dismissed); admin accounts `exadmin@acme.example`,
+/// `exadmin2@acme.example`, `broken@acme.example` (failed) and the docs' example admin.
+/// globex: `gboss` (super admin), `gina`; admin account `exadmin@globex.example`.
+///
+/// Apps: `cli_acme` / `cli_acme2` (every scope, developer `acme-dev`), `cli_other` (every
+/// scope, developer `other-dev`), `cli_noemail` (the calendar scopes only), `cli_readonly`
+/// (only `calendar:exchange.bindings:read`), `cli_nobot` (every scope, no bot), `cli_globex`
+/// (every scope, in globex), `cli_store` (store app, calendar scopes, in both tenants).
+pub const FULL_SEED: &str = include_str!("full_seed.toml");
 
 /// What a fixture holds: one tenant, one app with every scope, one super admin, `bound`
 /// users each with a binding (status `done`) and `spare` users without one.

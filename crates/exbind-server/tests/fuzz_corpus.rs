@@ -55,9 +55,10 @@ fn query_corpus() {
     replay("query", fuzzing::query);
 }
 
-/// The corpus reaches the handlers, not only the 404s and token checks: a binding read and
-/// the control plane's writes succeed, console pages render, and the documented errors of
-/// every step of the check pipeline are answered.
+/// The corpus reaches the handlers, not only the 404s and token checks: a binding read, a
+/// create and a delete, a token exchange and a user_info read, and the control plane's writes
+/// succeed, console and authorize pages render, and the documented errors of every step of
+/// the check pipeline are answered.
 #[test]
 fn http_corpus_reaches_the_handlers() {
     let answers: Vec<fuzzing::Answer> = replay("http", fuzzing::http).concat();
@@ -67,7 +68,12 @@ fn http_corpus_reaches_the_handlers() {
             .any(|a| a.target == target && a.method == method && a.code == Some(code))
     };
     for (target, method) in [
+        ("create", "POST"),
         ("binding", "GET"),
+        ("binding", "DELETE"),
+        ("oauth", "POST"),
+        ("oauth", "GET"),
+        ("token", "POST"),
         ("control", "GET"),
         ("control", "POST"),
         ("control", "PATCH"),
@@ -90,5 +96,11 @@ fn http_corpus_reaches_the_handlers() {
             .iter()
             .any(|a| a.target == "page" && a.status == 200),
         "no console page"
+    );
+    assert!(
+        answers
+            .iter()
+            .any(|a| a.target == "authorize" && a.status == 200),
+        "no authorize page"
     );
 }

@@ -371,3 +371,80 @@ async fn login_hint_skips_the_account_step_and_with_auto_consent_no_page_is_show
         p.location
     );
 }
+
+/// Bytes that are no UTF-8 in the query or the form: a readable page or a redirect, never
+/// the API's JSON and never a 5xx.
+#[tokio::test]
+async fn bytes_that_are_no_utf8_get_a_page() {
+    let s = Server::builder().seed(LOGIN_SEED).start();
+    let is_page = |what: &str, r: &RawResp| {
+        let status = r.status();
+        assert!((200..500).contains(&status), "{what}: {}", r.body);
+        if (300..400).contains(&status) {
+            assert!(r.exact("Location").is_some(), "{what}");
+            return;
+        }
+        assert_eq!(
+            r.exact("Content-Type").unwrap(),
+            "text/html; charset=utf-8",
+            "{what}: {}",
+            r.body
+        );
+        assert!(r.body.starts_with("<!DOCTYPE html>"), "{what}: {}", r.body);
+    };
+    let redirect = pct("https://app.example/callback");
+    for query in [
+        "client_id=%FF".to_string(),
+        "client_id=cli_lo%C3gin".to_string(),
+        format!("client_id=cli_login&redirect_uri={redirect}%FF"),
+        format!("client_id=cli_login&redirect_uri={redirect}&state=%FF%FE"),
+        format!("client_id=cli_login&redirect_uri={redirect}&scope=%FF"),
+        format!("client_id=cli_login&redirect_uri={redirect}&login_hint=%FF"),
+        format!("client_id=cli_login&redirect_uri={redirect}&code_challenge=%FF"),
+        format!("client_id=cli_login&%FF=%FF&redirect_uri={redirect}"),
+    ] {
+        for route in [AUTHORIZE, "/open-apis/authen/v1/index"] {
+            let query = if route == AUTHORIZE {
+                query.clone()
+            } else {
+                query.replace("client_id=", "app_id=")
+            };
+            let target = format!("{route}?{query}");
+            is_page(&target, &s.raw_request("GET", &target, None, None));
+        }
+    }
+    // A form whose fields are no UTF-8, raw or percent-encoded, around a real handle.
+    let first = open(
+        &s,
+        &authorize(&[
+            ("client_id", "cli_login"),
+            ("redirect_uri", "https://app.example/callback"),
+        ]),
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    let handle = first.handle();
+    let forms: Vec<Vec<u8>> = vec![
+        format!("request={handle}&user=%FF").into_bytes(),
+        [
+            format!("request={handle}&user=acme/boss").as_bytes(),
+            b"\xff",
+        ]
+        .concat(),
+        format!("request={handle}%FF&user=acme/boss").into_bytes(),
+        format!("request={handle}&decision=%FF").into_bytes(),
+        b"request=\xff\xfe&decision=allow".to_vec(),
+        format!("%FF={handle}&user=acme/boss").into_bytes(),
+    ];
+    for form in forms {
+        let what = String::from_utf8_lossy(&form).into_owned();
+        let r = s.raw_with(
+            "POST",
+            AUTHORIZE,
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            &form,
+        );
+        is_page(&what, &r);
+        assert_eq!(r.status(), 400, "{what}: {}", r.body);
+    }
+}

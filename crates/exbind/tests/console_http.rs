@@ -161,3 +161,49 @@ async fn a_console_path_with_an_empty_tenant_key_is_not_found() {
         assert_eq!(r.exact("Content-Type").unwrap(), "text/html; charset=utf-8");
     }
 }
+
+#[tokio::test]
+async fn a_console_path_segment_that_is_no_utf8_gets_the_error_page() {
+    let s = Server::full();
+    let (session, _) = sign_in(&s, "/_exbind/console/");
+    for path in [
+        "/_exbind/console/tenants/%FF",
+        "/_exbind/console/tenants/ac%FEme/bindings",
+        "/_exbind/console/tenants/acme/bindings/%FF%FF",
+        "/_exbind/console/requests/%C3",
+    ] {
+        let r = s.raw_with("GET", path, &[("Cookie", &session)], b"");
+        assert_eq!(r.status(), 400, "{path}: {}", r.body);
+        assert_eq!(
+            r.exact("Content-Type").unwrap(),
+            "text/html; charset=utf-8",
+            "{path}"
+        );
+        assert!(r.body.starts_with("<!DOCTYPE html>"), "{path}: {}", r.body);
+        assert!(
+            r.body.contains("This address cannot be read"),
+            "{path}: {}",
+            r.body
+        );
+    }
+    // A form posted to such a path: the error page too, before the form is read.
+    let r = s.raw_with(
+        "POST",
+        "/_exbind/console/tenants/%FF/actions",
+        &[
+            ("Cookie", &session),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        b"op=wipe",
+    );
+    assert!((400..500).contains(&r.status()), "{}", r.body);
+    assert_eq!(r.exact("Content-Type").unwrap(), "text/html; charset=utf-8");
+    // The same path with its bytes readable is the page.
+    let r = s.raw_with(
+        "GET",
+        "/_exbind/console/tenants/acme",
+        &[("Cookie", &session)],
+        b"",
+    );
+    assert_eq!(r.status(), 200, "{}", r.body);
+}

@@ -11,7 +11,7 @@ use clap::Parser;
 use http_body_util::BodyExt;
 use tower::Service;
 
-use super::pools::{self, ADMIN_TOKEN, BINDINGS, SEED, TOKENS};
+use super::pools::{self, ADMIN_TOKEN, BINDINGS, EXTRA_SEED, TOKENS};
 use crate::clock::SystemClock;
 use crate::domain::model::UserToken;
 use crate::http::control::ops::reset_all;
@@ -57,6 +57,11 @@ pub struct Harness {
     pub frame: Frame,
     /// A console session's cookie and its CSRF token.
     pub session: (String, String),
+    /// Minted with the seeded state, for the first of `pools::LOGIN_APPS`: its
+    /// `app_access_token`, an authorization code, a refresh token (with its app's index).
+    pub app_tokens: Vec<String>,
+    pub codes: Vec<String>,
+    pub refresh: Vec<(String, usize)>,
     _dir: tempfile::TempDir,
 }
 
@@ -121,6 +126,9 @@ impl Harness {
             state,
             frame,
             session: (String::new(), String::new()),
+            app_tokens: Vec::new(),
+            codes: Vec::new(),
+            refresh: Vec::new(),
             _dir: dir,
         };
         h.restore();
@@ -162,9 +170,11 @@ impl Harness {
         let state = self.state.clone();
         self.rt.block_on(async {
             reset_all(&state).await.expect("reset");
-            seed::load(SEED, Format::Toml, state.store.as_ref(), &state.ids)
-                .await
-                .expect("the harness seed loads");
+            for seed in [crate::fixture::FULL_SEED, EXTRA_SEED] {
+                seed::load(seed, Format::Toml, state.store.as_ref(), &state.ids)
+                    .await
+                    .expect("the harness seed loads");
+            }
             for t in &TOKENS {
                 let app = state
                     .store
@@ -219,6 +229,45 @@ impl Harness {
             let (parts, body) = self.send(req);
             assert_eq!(parts.status, 200, "{}", String::from_utf8_lossy(&body));
         }
+        let post = |path: &str, auth: Option<&str>, body: serde_json::Value| {
+            let mut req = http::Request::post(path).header("content-type", "application/json");
+            if let Some(a) = auth {
+                req = req.header("authorization", format!("Bearer {a}"));
+            }
+            let (_, body) = self.send(req.body(Body::from(body.to_string())).expect("request"));
+            serde_json::from_slice::<serde_json::Value>(&body).expect("JSON")
+        };
+        // Of the first login app only: minting is most of what a restore costs.
+        let (app_id, secret, tenant) = pools::LOGIN_APPS[0];
+        let v = post(
+            "/open-apis/auth/v3/app_access_token/internal",
+            None,
+            serde_json::json!({"app_id": app_id, "app_secret": secret}),
+        );
+        let app_tokens = vec![v["app_access_token"]
+            .as_str()
+            .expect("an app token")
+            .to_string()];
+        let code = || {
+            let v = post(
+                "/_exbind/v1/oauth/codes",
+                Some(ADMIN_TOKEN),
+                serde_json::json!({"app_id": app_id, "tenant_key": tenant, "user_id": "boss",
+                                   "redirect_uri": pools::REDIRECTS[0]}),
+            );
+            v["data"]["code"].as_str().expect("a code").to_string()
+        };
+        let codes = vec![code()];
+        let v = post(
+            crate::http::oauth::V2_TOKEN_ROUTE,
+            None,
+            serde_json::json!({"grant_type": "authorization_code", "client_id": app_id,
+                               "client_secret": secret, "code": code(),
+                               "redirect_uri": pools::REDIRECTS[0]}),
+        );
+        let refresh = v["refresh_token"].as_str().unwrap_or_else(|| panic!("{v}"));
+        let refresh = vec![(refresh.to_string(), 0)];
+        (self.app_tokens, self.codes, self.refresh) = (app_tokens, codes, refresh);
         let (session, cookie) = self.state.sessions.issue(self.state.now());
         self.session = (cookie, self.state.sessions.csrf(&session));
         self.fresh();

@@ -1,7 +1,7 @@
-//! The whole application: a few requests of any method, path, query, headers and body, built
-//! mostly from the real routes and seeded names, sent through the router as a
-//! `tower::Service`. Every answer is checked: no panic, the JSON envelope on the Feishu and
-//! control-plane routes, no 5xx but the documented ones.
+//! The whole application: a few requests, each well-formed and then mutated (`valid.rs`) or
+//! of any method, path, query, headers and body built mostly from the real routes and seeded
+//! names, sent through the router as a `tower::Service`. Every answer is checked: no panic,
+//! the JSON envelope on the Feishu and control-plane routes, no 5xx but the documented ones.
 
 use arbitrary::{Arbitrary, Unstructured};
 use axum::body::Body;
@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use super::harness::{harness, Harness};
 use super::pools::{self, Text, ADMIN_TOKEN};
 use super::pure::SeedShape;
+use super::valid::{self, Draft, Live, Valid};
 use crate::http::console::session::SESSION_COOKIE;
 use crate::http::JSON_UTF8;
 
@@ -19,6 +20,13 @@ const MAX_REQUESTS: usize = 4;
 /// A fault rule's latency is a sleep, not input the server reads: capped, so that one
 /// input cannot stall the fuzzer.
 const MAX_LATENCY_MS: u64 = 2;
+
+/// One request of an input: well-formed and then mutated, or any.
+#[derive(Arbitrary, Debug)]
+enum Step {
+    Valid(Valid),
+    Any(Box<Req>),
+}
 
 #[derive(Arbitrary, Debug)]
 struct Req {
@@ -176,7 +184,7 @@ enum BodyShape {
 }
 
 #[derive(Arbitrary, Debug)]
-enum Val {
+pub(super) enum Val {
     Str(Text),
     Int(i64),
     Small(u8),
@@ -189,7 +197,15 @@ enum Val {
 }
 
 impl Val {
-    fn json(&self) -> Value {
+    /// As a form field's value.
+    pub(super) fn text(&self) -> String {
+        match self.json() {
+            Value::String(s) => s,
+            v => v.to_string(),
+        }
+    }
+
+    pub(super) fn json(&self) -> Value {
         match self {
             Val::Str(t) => json!(t.render()),
             Val::Int(n) => json!(n),
@@ -224,29 +240,45 @@ pub struct Answer {
 pub fn http(data: &[u8]) -> Vec<Answer> {
     let mut u = Unstructured::new(data);
     let mut h = harness();
-    let mut log_ids: Vec<String> = Vec::new();
+    let mut live = Live::new(&h);
     let mut answers = Vec::new();
     let mut dirty = false;
+    valid::REACHED
+        .inputs
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     for _ in 0..MAX_REQUESTS {
-        let Ok(req) = Req::arbitrary(&mut u) else {
+        let Ok(step) = Step::arbitrary(&mut u) else {
             break;
         };
-        let Some((request, kind)) = build(&h, &req, &log_ids) else {
+        let (built, draft) = match &step {
+            Step::Valid(v) => {
+                let d = v.draft(&live);
+                (from_draft(&d), Some(d))
+            }
+            Step::Any(req) => (build(&h, req, &live.log_ids), None),
+        };
+        let Some((request, kind)) = built else {
             continue;
         };
         let method = request.method().clone();
         let path = request.uri().path().to_string();
+        let refresh = draft
+            .as_ref()
+            .is_some_and(|d| valid::is_refresh(&d.body_bytes()));
         // Before the request, which may use up a rule.
         let faults_armed =
             h.rt.block_on(h.state.faults.list(h.state.now()))
                 .is_ok_and(|rules| !rules.is_empty());
         let (parts, body) = h.send(request);
         let answer = check(&method, &path, kind, &parts, &body, faults_armed);
-        if let Some(id) = parts.headers.get("x-tt-logid") {
-            log_ids.push(id.to_str().unwrap_or_default().to_string());
-        }
+        let location = parts
+            .headers
+            .get(http::header::LOCATION)
+            .and_then(|l| l.to_str().ok());
+        valid::count(&answer, &path, refresh, location);
+        valid::learn(&mut live, draft.as_ref(), &parts, &body);
         dirty |= !matches!(method, http::Method::GET | http::Method::HEAD)
-            && parts.status.as_u16() < 400;
+            && (parts.status.as_u16() < 400 || valid::spends_grants(&path));
         answers.push(answer);
     }
     if dirty {
@@ -255,6 +287,22 @@ pub fn http(data: &[u8]) -> Vec<Answer> {
         h.fresh();
     }
     answers
+}
+
+/// A well-formed request as it is sent.
+fn from_draft(d: &Draft) -> Option<(http::Request<Body>, &'static str)> {
+    let mut b = http::Request::builder()
+        .method(d.method.clone())
+        .uri(d.uri());
+    if let Some(ct) = d.content_type() {
+        b = b.header(http::header::CONTENT_TYPE, ct);
+    }
+    for (name, value) in &d.headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).ok()?;
+        b = b.header(name, http::HeaderValue::from_str(value).ok()?);
+    }
+    let body = cap_latency(d.body_bytes());
+    Some((b.body(Body::from(body)).ok()?, d.kind))
 }
 
 fn seg(s: &Seg, log_ids: &[String]) -> String {
@@ -547,8 +595,9 @@ fn check(
         || path == "/_exbind/openapi.json"
         || path.starts_with("/open-apis/authen/v1/authorize")
         || path.starts_with("/open-apis/authen/v1/index");
-    // The v2 token exchange answers OAuth's flat errors, `error` and `error_description`.
-    let oauth = path == crate::http::oauth::V2_TOKEN_ROUTE;
+    // The v2 token exchange answers OAuth's flat errors, `error` and `error_description`;
+    // another method on its path, the router's 405 envelope.
+    let oauth = path == crate::http::oauth::V2_TOKEN_ROUTE && method == http::Method::POST;
     let mut code = None;
     if method != http::Method::HEAD
         && !streaming
@@ -585,7 +634,8 @@ fn check(
         let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let documented = match (status, v["code"].as_i64()) {
             (500, Some(190003)) => v["error"]["message"] == "injected by an exbind fault rule",
-            (500, Some(20050)) | (503, Some(20072)) => oauth && faults_armed,
+            // On the token routes, v2 (flat) and v1 (the envelope), in their own terms.
+            (500, Some(20050)) | (503, Some(20072)) => valid::spends_grants(path) && faults_armed,
             _ => false,
         };
         assert!(documented, "an undocumented 5xx: {}", shown());

@@ -11,6 +11,8 @@ mod harness;
 mod http;
 mod pools;
 mod pure;
+mod valid;
 
 pub use http::{http, Answer};
 pub use pure::{binding_id, query, seed, token};
+pub use valid::report as http_report;

@@ -6,28 +6,12 @@ use arbitrary::Arbitrary;
 
 use crate::domain::scopes;
 
-/// The harness's seed: two tenants, custom and store apps with and without scopes and bot,
-/// super admins, a plain user, a dismissed one, a failed admin account, sync scenarios.
-pub const SEED: &str = r#"
+/// What the harness seeds besides the tests' seed (`fixture::FULL_SEED`, loaded first): sync
+/// scenarios, a tenant of the `us` unit, and apps for the login flows.
+pub const EXTRA_SEED: &str = r#"
 [[tenants]]
-tenant_key = "t_acme"
-name = "Acme"
-[[tenants.users]]
-user_id = "admin"
-email = "admin@acme.example"
-super_admin = true
-[[tenants.users]]
-user_id = "alice"
-email = "alice@acme.example"
-[[tenants.users]]
-user_id = "gone"
-status = "dismissed"
-super_admin = true
-[[tenants.exchange_admins]]
-account = "exadmin@acme.example"
-[[tenants.exchange_admins]]
-account = "broken@acme.example"
-state = "failed"
+tenant_key = "acme"
+name = "Acme Corp"
 [[tenants.exchange_accounts]]
 account = "stall@acme.example"
 scenario = "stall"
@@ -41,48 +25,33 @@ account = "fast@acme.example"
 scenario = "instant"
 
 [[tenants]]
-tenant_key = "t_beta"
+tenant_key = "beta"
 unit = "us"
 [[tenants.users]]
-user_id = "admin"
+user_id = "boss"
 super_admin = true
 [[tenants.exchange_admins]]
 account = "exadmin@beta.example"
 
 [[apps]]
-app_id = "cli_acme"
-app_secret = "acme-secret"
-tenants = ["t_acme"]
-scopes = ["calendar:calendar", "calendar:calendar:readonly", "calendar:exchange.bindings:create",
-          "calendar:exchange.bindings:read", "calendar:exchange.bindings:delete",
-          "contact:user.email:readonly", "contact:user.employee_id:readonly"]
-
-[[apps]]
-app_id = "cli_read"
-app_secret = "read-secret"
-tenants = ["t_acme"]
-scopes = ["calendar:exchange.bindings:read"]
-
-[[apps]]
-app_id = "cli_nobot"
-app_secret = "nobot-secret"
-tenants = ["t_acme"]
-bot = false
-scopes = ["calendar:calendar"]
-
-[[apps]]
 app_id = "cli_beta"
 app_secret = "beta-secret"
-tenants = ["t_beta"]
+tenants = ["beta"]
 unit = "us"
 scopes = ["calendar:calendar", "calendar:calendar:readonly"]
 
 [[apps]]
-app_id = "cli_store"
-app_secret = "store-secret"
-type = "store"
-tenants = ["t_acme", "t_beta"]
-scopes = ["calendar:calendar"]
+app_id = "cli_login"
+app_secret = "login-secret"
+tenants = ["acme"]
+scopes = ["calendar:calendar", "contact:user.email:readonly", "offline_access"]
+
+[[apps]]
+app_id = "cli_auto"
+app_secret = "auto-secret"
+tenants = ["acme"]
+auto_consent = true
+scopes = ["calendar:calendar", "offline_access"]
 "#;
 
 pub const ADMIN_TOKEN: &str = "fuzz-admin-token";
@@ -116,54 +85,106 @@ const fn token(
     }
 }
 
-pub const TOKENS: [SeededToken; 10] = [
-    token("u-fuzz-acme-admin", "cli_acme", "t_acme", "admin"),
-    token("u-fuzz-acme-alice", "cli_acme", "t_acme", "alice"),
-    token("u-fuzz-acme-gone", "cli_acme", "t_acme", "gone"),
+pub const TOKENS: [SeededToken; 11] = [
+    token("u-fuzz-acme-boss", "cli_acme", "acme", "boss"),
+    token("u-fuzz-acme-alice", "cli_acme", "acme", "alice"),
+    token("u-fuzz-acme-gone", "cli_acme", "acme", "gone"),
     SeededToken {
         scopes: Some(&[scopes::BINDINGS_READ]),
-        ..token("u-fuzz-acme-readonly", "cli_acme", "t_acme", "admin")
+        ..token("u-fuzz-acme-readonly", "cli_acme", "acme", "boss")
     },
     SeededToken {
         expired: true,
-        ..token("u-fuzz-acme-expired", "cli_acme", "t_acme", "admin")
+        ..token("u-fuzz-acme-expired", "cli_acme", "acme", "boss")
     },
     SeededToken {
         revoked: true,
-        ..token("u-fuzz-acme-revoked", "cli_acme", "t_acme", "admin")
+        ..token("u-fuzz-acme-revoked", "cli_acme", "acme", "boss")
     },
-    token("u-fuzz-read-admin", "cli_read", "t_acme", "admin"),
-    token("u-fuzz-nobot-admin", "cli_nobot", "t_acme", "admin"),
-    token("u-fuzz-beta-admin", "cli_beta", "t_beta", "admin"),
-    token("u-fuzz-store-admin", "cli_store", "t_beta", "admin"),
+    token("u-fuzz-read-boss", "cli_readonly", "acme", "boss"),
+    token("u-fuzz-nobot-boss", "cli_nobot", "acme", "boss"),
+    token("u-fuzz-globex-gboss", "cli_globex", "globex", "gboss"),
+    token("u-fuzz-store-boss", "cli_store", "acme", "boss"),
+    token("u-fuzz-beta-boss", "cli_beta", "beta", "boss"),
 ];
 
-/// Bindings the harness creates (admin account, Exchange account, user id) in t_acme.
+/// The tokens of `TOKENS` that may create and delete bindings: a super admin's, every scope.
+pub const WRITERS: [usize; 3] = [0, 8, 9];
+
+/// Bindings the harness creates (admin account, Exchange account, user id) in acme.
 pub const BINDINGS: [(&str, &str, &str); 2] = [
     ("exadmin@acme.example", "alice@acme.example", "alice"),
-    ("exadmin@acme.example", "stall@acme.example", "admin"),
+    ("exadmin@acme.example", "stall@acme.example", "bob"),
 ];
 
-pub const TENANTS: [&str; 3] = ["t_acme", "t_beta", "t_none"];
-pub const USERS: [&str; 4] = ["admin", "alice", "gone", "nobody"];
-pub const APPS: [(&str, &str); 6] = [
+/// Creates that succeed from the seeded state: (tenant, admin account, Exchange account,
+/// user id), none of their accounts or users bound yet.
+pub const CREATES: [(&str, &str, &str, &str); 6] = [
+    (
+        "acme",
+        "exadmin@acme.example",
+        "carol@acme.example",
+        "carol",
+    ),
+    ("acme", "exadmin2@acme.example", "dave@acme.example", "dave"),
+    ("acme", "exadmin@acme.example", "fast@acme.example", "erin"),
+    ("acme", "exadmin@acme.example", "fail@acme.example", "boss"),
+    (
+        "globex",
+        "exadmin@globex.example",
+        "gina@globex.example",
+        "gina",
+    ),
+    (
+        "globex",
+        "exadmin@globex.example",
+        "g2@globex.example",
+        "gboss",
+    ),
+];
+
+pub const TENANTS: [&str; 4] = ["acme", "globex", "beta", "nowhere"];
+pub const USERS: [&str; 8] = [
+    "boss", "alice", "bob", "carol", "gone", "gboss", "gina", "nobody",
+];
+/// The custom apps first (`CUSTOM_APPS` of them), then a store app and one that is no app.
+pub const APPS: [(&str, &str); 9] = [
     ("cli_acme", "acme-secret"),
-    ("cli_read", "read-secret"),
+    ("cli_readonly", "readonly-secret"),
     ("cli_nobot", "nobot-secret"),
+    ("cli_globex", "globex-secret"),
     ("cli_beta", "beta-secret"),
+    ("cli_login", "login-secret"),
+    ("cli_auto", "auto-secret"),
     ("cli_store", "store-secret"),
     ("cli_none", "none-secret"),
 ];
-pub const ACCOUNTS: [&str; 10] = [
+pub const CUSTOM_APPS: usize = 7;
+/// Apps whose login flow works: (app, secret, a tenant it is installed in).
+pub const LOGIN_APPS: [(&str, &str, &str); 3] = [
+    ("cli_login", "login-secret", "acme"),
+    ("cli_auto", "auto-secret", "acme"),
+    ("cli_acme", "acme-secret", "acme"),
+];
+/// Redirect URIs an app without `redirect_uris` allows (loopback), and one it does not.
+pub const REDIRECTS: [&str; 4] = [
+    "http://127.0.0.1:3000/callback",
+    "http://localhost/cb?keep=1",
+    "http://[::1]:8910/callback",
+    "https://elsewhere.example/callback",
+];
+pub const ACCOUNTS: [&str; 12] = [
     "exadmin@acme.example",
+    "exadmin2@acme.example",
     "broken@acme.example",
-    "exadmin@beta.example",
+    "exadmin@globex.example",
     "alice@acme.example",
     "stall@acme.example",
     "fail@acme.example",
     "fast@acme.example",
+    "carol@acme.example",
     "ALICE@Acme.Example",
-    "new@acme.example",
+    "gina@globex.example",
     "nobody@nowhere.example",
 ];
 
@@ -265,7 +286,27 @@ const WORDS: &[&str] = &[
     "/open-apis/calendar/v4/exchange_bindings/{exchange_binding_id}",
     "/open-apis/auth/v3/tenant_access_token/internal",
     "/open-apis/auth/v3/app_access_token/internal",
+    "/open-apis/authen/v2/oauth/token",
+    "/open-apis/authen/v1/authorize",
+    "/open-apis/authen/v1/user_info",
     "/_exbind/console/",
+    "authorization_code",
+    "refresh_token",
+    "client_id",
+    "client_secret",
+    "redirect_uri",
+    "grant_type",
+    "code_verifier",
+    "code_challenge",
+    "code_challenge_method",
+    "S256",
+    "plain",
+    "scope",
+    "login_hint",
+    "response_type",
+    "offline_access",
+    "allow",
+    "deny",
     "Bearer",
     "bearer",
     "BEARER",

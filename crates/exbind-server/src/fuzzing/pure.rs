@@ -424,9 +424,11 @@ pub fn token(data: &[u8]) {
         let (parts, answer) = h.send(req);
         let v: Value = serde_json::from_slice(&answer).expect("JSON");
         assert_eq!(parts.status, 200, "{v}");
-        let custom = creds
-            .as_ref()
-            .is_some_and(|(id, secret)| APPS[..4].iter().any(|(i, s)| i == id && s == secret));
+        let custom = creds.as_ref().is_some_and(|(id, secret)| {
+            APPS[..pools::CUSTOM_APPS]
+                .iter()
+                .any(|(i, s)| i == id && s == secret)
+        });
         let want = match &creds {
             None => 10003,
             Some(_) if custom => 0,

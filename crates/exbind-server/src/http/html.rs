@@ -223,6 +223,11 @@ impl HtmlError {
     }
 }
 
+/// A page's answer to an address it cannot take.
+fn unreadable_address(why: String) -> HtmlError {
+    HtmlError::new(StatusCode::BAD_REQUEST, "This address cannot be read", why)
+}
+
 /// `Query` for a page: a query string it cannot take (a field given twice, say) is answered
 /// with an error page.
 pub struct PageQuery<T>(pub T);
@@ -239,13 +244,27 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromR
         axum::extract::Query::<T>::from_request_parts(parts, s)
             .await
             .map(|q| PageQuery(q.0))
-            .map_err(|e| {
-                HtmlError::new(
-                    StatusCode::BAD_REQUEST,
-                    "This address cannot be read",
-                    e.body_text(),
-                )
-            })
+            .map_err(|e| unreadable_address(e.body_text()))
+    }
+}
+
+/// `Path` for a page: a path segment it cannot take (bytes that are no UTF-8, say) is
+/// answered with an error page, not the API's JSON.
+pub struct PagePath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for PagePath<T>
+{
+    type Rejection = HtmlError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        s: &S,
+    ) -> Result<Self, HtmlError> {
+        axum::extract::Path::<T>::from_request_parts(parts, s)
+            .await
+            .map(|p| PagePath(p.0))
+            .map_err(|e| unreadable_address(e.body_text()))
     }
 }
 

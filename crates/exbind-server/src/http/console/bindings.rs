@@ -12,8 +12,7 @@ use super::{
     ago, back, badge, code_block, done, s, see_other, seg, signed_form, time, Console, Live, Nav,
     Page, Signed,
 };
-use crate::http::html::PageQuery;
-use crate::http::ApiPath as Path;
+use crate::http::html::{PagePath, PageQuery};
 
 /// Bindings a page lists at most (filters apply within them).
 const MAX_LISTED: usize = 2000;
@@ -124,7 +123,7 @@ fn actions(sg: &Signed, tenant: &str, b: &Value, n: usize, here: &str) -> Markup
 pub async fn list(
     sg: Signed,
     State(c): State<Console>,
-    Path(tenant): Path<String>,
+    PagePath(tenant): PagePath<String>,
     PageQuery(q): PageQuery<ListQuery>,
 ) -> Result<Response, Response> {
     let detail = c
@@ -344,7 +343,7 @@ pub async fn list(
 /// The form actions of the bindings pages, each one control-plane call.
 pub async fn action(
     State(c): State<Console>,
-    Path(tenant): Path<String>,
+    PagePath(tenant): PagePath<String>,
     req: Request,
 ) -> Response {
     let (_, form) = match signed_form(&c, req).await {
@@ -426,7 +425,7 @@ pub async fn action(
 pub async fn detail(
     sg: Signed,
     State(c): State<Console>,
-    Path((tenant, id)): Path<(String, String)>,
+    PagePath((tenant, id)): PagePath<(String, String)>,
 ) -> Result<Response, Response> {
     let (items, _) = all_bindings(&c, &tenant).await?;
     let key = exbind_api::id::decode(&id).ok();

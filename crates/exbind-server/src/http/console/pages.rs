@@ -12,10 +12,9 @@ use super::{
     back, badge, done, json_block, s, see_other, seg, signed_form, time, Console, Failure, Live,
     Nav, Page, Signed,
 };
-use crate::http::html::PageQuery;
+use crate::http::html::{PagePath, PageQuery};
 // The routes the journal and faults know.
 use crate::http::control::FAULT_ROUTES as ROUTES;
-use crate::http::ApiPath as Path;
 use crate::journal::Filter;
 
 /// The overview's window: the last five minutes, in buckets of ten seconds.
@@ -194,7 +193,7 @@ fn chart(ok: &[u64], bad: &[u64]) -> Markup {
 pub async fn tenant(
     sg: Signed,
     State(c): State<Console>,
-    Path(tenant): Path<String>,
+    PagePath(tenant): PagePath<String>,
 ) -> Result<Response, Response> {
     let t = seg(&tenant);
     let detail = c.get(&format!("/_exbind/v1/tenants/{t}")).await?;
@@ -366,7 +365,7 @@ pub async fn tenant(
 
 pub async fn tenant_action(
     State(c): State<Console>,
-    Path(tenant): Path<String>,
+    PagePath(tenant): PagePath<String>,
     req: Request,
 ) -> Response {
     let (_, form) = match signed_form(&c, req).await {
@@ -624,7 +623,7 @@ pub async fn requests(
 pub async fn request(
     sg: Signed,
     State(c): State<Console>,
-    Path(log_id): Path<String>,
+    PagePath(log_id): PagePath<String>,
 ) -> Result<Response, Response> {
     let found = c
         .call(
