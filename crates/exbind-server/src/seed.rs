@@ -192,22 +192,72 @@ pub async fn load(
 
 pub fn parse_toml(text: &str) -> Result<SeedDoc, Vec<Violation>> {
     let de = toml::Deserializer::parse(text).map_err(|e| invalid("", toml_reason(&e, text)))?;
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let doc = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let reason = toml_reason(e.inner(), text);
         invalid(if path == "." { String::new() } else { path }, reason)
-    })
+    })?;
+    refuse_nul(toml::from_str(text).map_err(|e| invalid("", toml_reason(&e, text)))?)?;
+    Ok(doc)
 }
 
 pub fn parse_json(text: &str) -> Result<SeedDoc, Vec<Violation>> {
     let mut de = serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let doc = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         invalid(
             if path == "." { String::new() } else { path },
             e.inner().to_string(),
         )
-    })
+    })?;
+    refuse_nul(serde_json::from_str(text).map_err(|e| invalid("", e.to_string()))?)?;
+    Ok(doc)
+}
+
+/// A NUL character in any string of a parsed seed is refused: PostgreSQL cannot store one,
+/// and every store must take the same seeds.
+fn refuse_nul(doc: serde_json::Value) -> Result<(), Vec<Violation>> {
+    fn walk(v: &serde_json::Value, path: &mut String, out: &mut Vec<Violation>) {
+        let len = path.len();
+        match v {
+            serde_json::Value::String(s) if s.contains('\0') => out.push(Violation {
+                path: path.clone(),
+                reason: "must not contain a NUL character".into(),
+            }),
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    path.push_str(&format!("[{i}]"));
+                    walk(item, path, out);
+                    path.truncate(len);
+                }
+            }
+            serde_json::Value::Object(fields) => {
+                for (k, item) in fields {
+                    if k.contains('\0') {
+                        out.push(Violation {
+                            path: path.clone(),
+                            reason: "a key must not contain a NUL character".into(),
+                        });
+                        continue;
+                    }
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(k);
+                    walk(item, path, out);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(&doc, &mut String::new(), &mut out);
+    if out.is_empty() {
+        Ok(())
+    } else {
+        Err(out)
+    }
 }
 
 /// A TOML error in one line: its message and, when known, the line it is on.

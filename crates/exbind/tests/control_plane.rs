@@ -221,6 +221,18 @@ scopes = ["calendar:calendar", "calendar:teleport"]
         .await
         .assert_err(404, 99991201);
 
+    // A NUL character in any string, which no store keeps.
+    let doc = json!({"tenants": [{"tenant_key": "nul", "users": [{"user_id": "a\u{0}b"}]}]});
+    let r = post_seed(&s, Some("application/json"), &doc.to_string()).await;
+    r.assert_err(400, 190002);
+    r.violation("tenants[0].users[0].user_id");
+    let r = post_seed(&s, None, "[[tenants]]\ntenant_key = \"nul\\u0000\"\n").await;
+    r.assert_err(400, 190002);
+    r.violation("tenants[0].tenant_key");
+    s.admin(Method::GET, "/_exbind/v1/tenants/nul", None)
+        .await
+        .assert_err(404, 99991201);
+
     // An admin address already registered to another tenant.
     let doc = json!({"tenants": [{"tenant_key": "thief", "exchange_admins": [{"account": "EXADMIN@acme.example"}]}]});
     let r = post_seed(&s, Some("application/json"), &doc.to_string()).await;
@@ -477,6 +489,9 @@ async fn mint_rules() {
         json!({"app_id": "cli_nope", "tenant_key": "acme", "user_id": "alice"}),
         json!({"app_id": "cli_acme", "tenant_key": "nope", "user_id": "alice"}),
         json!({"app_id": "cli_acme", "tenant_key": "acme", "user_id": "ghost"}),
+        // No store holds a NUL character (PostgreSQL cannot), so nothing matches one.
+        json!({"app_id": "cli_acme", "tenant_key": "ac\u{0}me", "user_id": "alice"}),
+        json!({"app_id": "cli_acme\u{0}", "tenant_key": "acme", "user_id": "alice"}),
     ] {
         mint(body).await.assert_err(404, 99991201);
     }

@@ -391,6 +391,22 @@ fn binding_row(r: &Row) -> StoreResult<BindingRecord> {
     })
 }
 
+/// A lookup by text holding a NUL character finds nothing: PostgreSQL refuses the parameter
+/// (it cannot store the character, so no row holds it), where SQLite just matches no row.
+fn no_nul_match<T>(
+    answer: Result<T, tokio_postgres::Error>,
+    nothing: T,
+) -> Result<T, tokio_postgres::Error> {
+    match answer {
+        Err(e)
+            if e.code() == Some(&tokio_postgres::error::SqlState::CHARACTER_NOT_IN_REPERTOIRE) =>
+        {
+            Ok(nothing)
+        }
+        other => other,
+    }
+}
+
 fn rows<T>(rows: Vec<Row>, f: fn(&Row) -> StoreResult<T>) -> StoreResult<Vec<T>> {
     rows.iter().map(f).collect()
 }
@@ -652,7 +668,7 @@ impl Db {
         self.bounded(async {
             let c = self.conn().await?;
             let st = c.prepare_cached(sql).await?;
-            opt(c.query_opt(&st, params).await?, f)
+            opt(no_nul_match(c.query_opt(&st, params).await, None)?, f)
         })
         .await
     }
@@ -666,7 +682,7 @@ impl Db {
         self.bounded(async {
             let c = self.conn().await?;
             let st = c.prepare_cached(sql).await?;
-            rows(c.query(&st, params).await?, f)
+            rows(no_nul_match(c.query(&st, params).await, Vec::new())?, f)
         })
         .await
     }
