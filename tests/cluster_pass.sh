@@ -13,18 +13,12 @@
 #   durability    one server's fsync and its data dir across kills
 #   hostile       one server's socket under malformed and slow clients, and its memory
 #   browser       the browser harness itself, not the contract
-# Left out until the event stream is cluster-wide (a stream sees only its own server):
-#   events        /_exbind/v1/events
-#   console       the console's overview follows the stream
-# Left out until fixed: on PostgreSQL, schemathesis gets 500 (190003) from POST
-# /_exbind/v1/seed with odd tenant keys and from a user_access_tokens call after it:
-#   openapi
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 tests=(
-  authorize bindings bulk client_cli console_http control_bindings control_plane faults
-  isolation journal login oauth_token oauth_v1 pipeline quotas reset sdk store_apps
-  sync_engine tokens wire
+  authorize bindings bulk client_cli console console_http control_bindings control_plane
+  events faults isolation journal login oauth_token oauth_v1 openapi pipeline quotas reset
+  sdk store_apps sync_engine tokens wire
 )
 EXBIND_TEST_STORE=cluster exec cargo test --locked -p exbind "${tests[@]/#/--test=}" "$@"

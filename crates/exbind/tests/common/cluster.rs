@@ -193,6 +193,15 @@ pub fn skip_in_cluster(why: &str) -> bool {
 /// How many servers stand behind a test front.
 const MEMBERS: usize = 3;
 
+/// How many servers answer at a test server's address: one, or a front's members.
+pub fn members() -> usize {
+    if enabled() {
+        MEMBERS
+    } else {
+        1
+    }
+}
+
 /// The servers behind a cluster-mode [`Server`], its HAProxy, and the shared store they use.
 pub struct Front {
     pub members: Vec<Server>,
