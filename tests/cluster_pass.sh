@@ -21,4 +21,5 @@ tests=(
   events faults isolation journal login oauth_token oauth_v1 openapi pipeline quotas reset
   sdk store_apps sync_engine tokens wire
 )
-EXBIND_TEST_STORE=cluster exec cargo test --locked -p exbind "${tests[@]/#/--test=}" "$@"
+# --workspace, as the first pass builds: the same features, so the same binaries, no rebuild.
+EXBIND_TEST_STORE=cluster exec cargo test --workspace --locked "${tests[@]/#/--test=}" "$@"
