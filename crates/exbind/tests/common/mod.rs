@@ -1467,7 +1467,9 @@ impl CliLogin {
         let status = self.child.wait().unwrap();
         let mut out = String::new();
         std::io::Read::read_to_string(&mut self.child.stdout.take().unwrap(), &mut out).unwrap();
-        let err: Vec<String> = self.stderr.try_iter().collect();
+        // Until the reader thread reaches the end of stderr: after the exit its last lines
+        // may still be on their way.
+        let err: Vec<String> = self.stderr.iter().collect();
         (status.code(), out, err.join("\n"))
     }
 }
