@@ -1311,8 +1311,13 @@ impl Server {
             let row = self.binding_row(tenant, id).await;
             if let Some(r) = &row {
                 // A stage may pass between two polls (short stages, a loaded machine): its
-                // history still shows it was reached.
-                if r["status"] == status || history_statuses(r).iter().any(|h| h == status) {
+                // history still shows it was reached, with a later one after it. (A history
+                // that ends at it while the status is still the one before is a row read
+                // mid-step: poll again.)
+                let history = history_statuses(r);
+                let passed = history.iter().any(|h| h == status)
+                    && history.last().is_some_and(|h| h != status);
+                if r["status"] == status || passed {
                     return r.clone();
                 }
             }
