@@ -3,6 +3,8 @@
 //! the control plane's force / advance / complete.
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -238,6 +240,53 @@ async fn stages_follow_the_schedule_with_scheduled_times() {
     assert_eq!(row2["status"], "done");
     assert_eq!(history_of(&row2), history_of(&row));
     assert_eq!(feishu_status(&s, &tok, &id).await, "done");
+}
+
+/// Bindings stepping every few milliseconds (forced back to `doing` over and over), read
+/// again and again through the bindings list: no read sees a step's status without its
+/// history entry, or the other way round.
+#[tokio::test]
+async fn a_binding_view_never_shows_half_a_step() {
+    let s = Arc::new(sync_server("5ms,5ms,5ms"));
+    let tok = boss(&s).await;
+    let mut ids = Vec::new();
+    for u in 1..=9 {
+        ids.push(
+            bind_doing(
+                &s,
+                &tok,
+                &format!("moment{u}@acme.example"),
+                &format!("u{u}"),
+            )
+            .await,
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let restarts = tokio::spawn({
+        let (s, stop, ids) = (s.clone(), stop.clone(), ids.clone());
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                for id in &ids {
+                    // A forced step answers the binding as it is after it, also as of one
+                    // moment; it is refused when the engine stepped the binding meanwhile.
+                    let r = force(&s, "acme", id, json!({"status": "doing"})).await;
+                    if r.status == 200 {
+                        assert_one_moment(r.ok());
+                    } else {
+                        r.assert_err(429, 190010);
+                    }
+                }
+            }
+        }
+    });
+    for _ in 0..300 {
+        s.list_bindings("acme")
+            .await
+            .iter()
+            .for_each(assert_one_moment);
+    }
+    stop.store(true, Ordering::Relaxed);
+    restarts.await.unwrap();
 }
 
 #[tokio::test]

@@ -5,7 +5,6 @@
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -506,8 +505,8 @@ impl Store for CachedStore {
     async fn binding_counts(&self) -> StoreResult<Vec<(BindingStatus, u64)>> {
         self.inner.binding_counts().await
     }
-    async fn histories(&self, seqs: &[i64]) -> StoreResult<HashMap<i64, Vec<Step>>> {
-        self.inner.histories(seqs).await
+    async fn with_histories(&self, seqs: &[i64]) -> StoreResult<Vec<(BindingRecord, Vec<Step>)>> {
+        self.inner.with_histories(seqs).await
     }
     async fn due_bindings(&self, now: i64, limit: usize) -> StoreResult<Vec<BindingRecord>> {
         self.inner.due_bindings(now, limit).await

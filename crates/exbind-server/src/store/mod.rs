@@ -13,7 +13,6 @@ mod schema;
 pub mod shared;
 pub mod sqlite;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -203,8 +202,9 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> StoreResult<Vec<BindingRecord>>;
     async fn binding_counts(&self) -> StoreResult<Vec<(BindingStatus, u64)>>;
-    /// The recorded steps of each binding.
-    async fn histories(&self, seqs: &[i64]) -> StoreResult<HashMap<i64, Vec<Step>>>;
+    /// Each binding still there, in the order of `seqs`, with its recorded steps, read as of
+    /// one moment: a step's new status and its history entry are never seen apart.
+    async fn with_histories(&self, seqs: &[i64]) -> StoreResult<Vec<(BindingRecord, Vec<Step>)>>;
 
     /// Bindings whose next sync step is due by `now`, earliest first.
     async fn due_bindings(&self, now: i64, limit: usize) -> StoreResult<Vec<BindingRecord>>;

@@ -7,7 +7,6 @@
 //! (pool wait, connect, statement), so an outage answers 190003 instead of hanging. What the
 //! rows mean is decided in `rules`, as for SQLite.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -1655,27 +1654,34 @@ impl Store for PgStore {
         .await
     }
 
-    async fn histories(&self, seqs: &[i64]) -> StoreResult<HashMap<i64, Vec<Step>>> {
-        let steps = self
-            .read_all(
-                "SELECT seq, status, at FROM binding_steps WHERE seq = ANY($1) ORDER BY seq, at, id",
-                &[&seqs],
-                |r| {
-                    Ok((
-                        r.try_get::<_, i64>(0)?,
-                        Step {
-                            status: parse(r.try_get(1)?, "binding status", BindingStatus::parse)?,
-                            at: r.try_get(2)?,
-                        },
-                    ))
-                },
-            )
+    async fn with_histories(&self, seqs: &[i64]) -> StoreResult<Vec<(BindingRecord, Vec<Step>)>> {
+        // One statement, so one snapshot: a step's status and its history entry are committed
+        // together.
+        let sql = format!(
+            "SELECT {BINDING_COLS}, \
+             ARRAY(SELECT s.status FROM binding_steps s WHERE s.seq = b.seq ORDER BY s.at, s.id), \
+             ARRAY(SELECT s.at FROM binding_steps s WHERE s.seq = b.seq ORDER BY s.at, s.id) \
+             FROM bindings b WHERE b.seq = ANY($1)"
+        );
+        let mut found = self
+            .read_all(&sql, &[&seqs], |r| {
+                let statuses: Vec<String> = r.try_get(11)?;
+                let ats: Vec<i64> = r.try_get(12)?;
+                let history = statuses
+                    .into_iter()
+                    .zip(ats)
+                    .map(|(status, at)| {
+                        Ok(Step {
+                            status: parse(status, "binding status", BindingStatus::parse)?,
+                            at,
+                        })
+                    })
+                    .collect::<StoreResult<Vec<_>>>()?;
+                Ok((binding_row(r)?, history))
+            })
             .await?;
-        let mut out: HashMap<i64, Vec<Step>> = seqs.iter().map(|s| (*s, Vec::new())).collect();
-        for (seq, step) in steps {
-            out.entry(seq).or_default().push(step);
-        }
-        Ok(out)
+        found.sort_by_key(|(b, _)| seqs.iter().position(|s| *s == b.seq));
+        Ok(found)
     }
 
     async fn due_bindings(&self, now: i64, limit: usize) -> StoreResult<Vec<BindingRecord>> {

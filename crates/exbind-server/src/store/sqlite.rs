@@ -6,7 +6,6 @@
 //! pool of connections and run inline: they are indexed point reads of a few microseconds,
 //! cheaper than a hop to a blocking thread.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
@@ -1222,14 +1221,23 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn histories(&self, seqs: &[i64]) -> StoreResult<HashMap<i64, Vec<Step>>> {
+    async fn with_histories(&self, seqs: &[i64]) -> StoreResult<Vec<(BindingRecord, Vec<Step>)>> {
         self.read(|c| {
-            let mut out: HashMap<i64, Vec<Step>> = HashMap::new();
-            let mut q = c.prepare_cached(
+            // One read transaction, so one snapshot: the sync engine commits a step's status
+            // and its history entry together.
+            let tx = c.unchecked_transaction()?;
+            let mut record = tx.prepare_cached(&format!(
+                "SELECT {BINDING_COLS} FROM bindings WHERE seq = ?1"
+            ))?;
+            let mut steps = tx.prepare_cached(
                 "SELECT status, at FROM binding_steps WHERE seq = ?1 ORDER BY at, rowid",
             )?;
+            let mut out = Vec::with_capacity(seqs.len());
             for seq in seqs {
-                let steps = q
+                let Some(b) = record.query_row([seq], binding_row).optional()? else {
+                    continue;
+                };
+                let history = steps
                     .query_map([seq], |r| {
                         Ok(Step {
                             status: parse_col(r, 0, BindingStatus::parse)?,
@@ -1237,7 +1245,7 @@ impl Store for SqliteStore {
                         })
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
-                out.insert(*seq, steps);
+                out.push((b, history));
             }
             Ok(out)
         })

@@ -1292,6 +1292,17 @@ pub fn history_statuses(view: &Value) -> Vec<String> {
     history_of(view).into_iter().map(|(s, _)| s).collect()
 }
 
+/// A control-plane binding view is read as of one moment: its history ends at its status
+/// (every status change records its steps in the same transaction).
+#[track_caller]
+pub fn assert_one_moment(view: &Value) {
+    assert_eq!(
+        history_statuses(view).last().map(String::as_str),
+        view["status"].as_str(),
+        "the history must end at the status: {view}"
+    );
+}
+
 impl Server {
     /// The control-plane view of one binding (from the tenant's bindings list), if any.
     pub async fn binding_row(&self, tenant: &str, id: &str) -> Option<Value> {
@@ -1310,14 +1321,10 @@ impl Server {
         loop {
             let row = self.binding_row(tenant, id).await;
             if let Some(r) = &row {
+                assert_one_moment(r);
                 // A stage may pass between two polls (short stages, a loaded machine): its
-                // history still shows it was reached, with a later one after it. (A history
-                // that ends at it while the status is still the one before is a row read
-                // mid-step: poll again.)
-                let history = history_statuses(r);
-                let passed = history.iter().any(|h| h == status)
-                    && history.last().is_some_and(|h| h != status);
-                if r["status"] == status || passed {
+                // history still shows it was reached.
+                if history_statuses(r).iter().any(|h| h == status) {
                     return r.clone();
                 }
             }
@@ -1665,16 +1672,19 @@ pub async fn browser_test(name: &str, s: &Server, env: &[(&str, &str)]) -> Strin
 /// A `GET /_exbind/v1/events` stream, read event by event.
 pub struct EventStream {
     resp: reqwest::Response,
-    buf: String,
+    buf: Vec<u8>,
 }
 
 impl EventStream {
-    /// The next event as (name, data); comments are skipped. Panics after 30 s of silence
-    /// or when the stream ends.
+    /// The next event as (name, data); comments are skipped. Panics when no event has come
+    /// within `PATIENCE` (keep-alive comments do not count) or when the stream ends.
     pub async fn next(&mut self) -> (String, Value) {
+        let deadline = Instant::now() + PATIENCE;
         loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
+            // Bytes, not text, until a whole block is in: a chunk may end inside a character.
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buf.drain(..end + 2).collect();
+                let block = std::str::from_utf8(&block).expect("UTF-8 event");
                 let (mut name, mut data) = (String::new(), String::new());
                 for line in block.lines() {
                     if let Some(v) = line.strip_prefix("event: ") {
@@ -1690,20 +1700,22 @@ impl EventStream {
                     .unwrap_or_else(|e| panic!("event {name} data {data:?}: {e}"));
                 return (name, data);
             }
-            let chunk = tokio::time::timeout(Duration::from_secs(30), self.resp.chunk())
+            let chunk = tokio::time::timeout_at(deadline.into(), self.resp.chunk())
                 .await
-                .expect("an event within 30 s")
+                .unwrap_or_else(|_| panic!("no event within {PATIENCE:?}"))
                 .expect("stream readable")
                 .expect("stream still open");
-            self.buf
-                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+            self.buf.extend_from_slice(&chunk);
         }
     }
 
-    /// Reads events until one matches; returns its data.
+    /// Reads events until one matches (within `PATIENCE` in all); returns its data.
     pub async fn until(&mut self, mut want: impl FnMut(&str, &Value) -> bool) -> Value {
+        let deadline = Instant::now() + PATIENCE;
         loop {
-            let (name, data) = self.next().await;
+            let (name, data) = tokio::time::timeout_at(deadline.into(), self.next())
+                .await
+                .unwrap_or_else(|_| panic!("no matching event within {PATIENCE:?}"));
             if want(&name, &data) {
                 return data;
             }
@@ -1729,7 +1741,7 @@ impl Server {
         );
         let mut s = EventStream {
             resp,
-            buf: String::new(),
+            buf: Vec::new(),
         };
         let (name, _) = s.next().await;
         assert_eq!(name, "hello");

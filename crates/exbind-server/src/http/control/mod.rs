@@ -705,14 +705,30 @@ async fn list_bindings(
         None
     };
     let seqs: Vec<i64> = rows.iter().map(|b| b.seq).collect();
-    let histories = state.store.histories(&seqs).await?;
-    let items: Vec<Value> = rows
+    // Read again with the histories, as of one moment; one deleted meanwhile drops out.
+    let items: Vec<Value> = state
+        .store
+        .with_histories(&seqs)
+        .await?
         .iter()
-        .map(|b| binding_view(b, histories.get(&b.seq).map_or(&[][..], Vec::as_slice)))
+        .map(|(b, history)| binding_view(b, history))
         .collect();
     Ok(success(
         json!({"items": items, "has_more": has_more, "page_token": page_token}),
     ))
+}
+
+/// A binding as it is now, with its step history as of the same moment.
+pub async fn with_history(
+    state: &AppState,
+    seq: i64,
+) -> Result<(BindingRecord, Vec<Step>), ApiError> {
+    state
+        .store
+        .with_histories(&[seq])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::not_found("binding was deleted meanwhile"))
 }
 
 /// A binding as the control plane shows it, with its step history.

@@ -9,7 +9,7 @@ use exbind_api::BindingStatus;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{binding_view, parse_body, tenant_or_404};
+use super::{binding_view, parse_body, tenant_or_404, with_history};
 use crate::domain::model::{BindingRecord, ExchangeScenario, StatusChange, Step, UserStatus};
 use crate::error::ApiError;
 use crate::events::Action;
@@ -149,17 +149,9 @@ async fn move_to(
         return Err(exbind_api::ErrorCode::OperationRateLimited.into());
     }
     state.sync_wake.notify_one();
-    let b = state
-        .store
-        .binding(&fold(&b.exchange_account))
-        .await?
-        .ok_or_else(|| ApiError::not_found("binding was deleted meanwhile"))?;
+    let (b, history) = with_history(state, b.seq).await?;
     state.events.binding(Action::Status, &b, Some(from));
-    let history = state.store.histories(&[b.seq]).await?;
-    Ok(success(binding_view(
-        &b,
-        history.get(&b.seq).map_or(&[][..], Vec::as_slice),
-    )))
+    Ok(success(binding_view(&b, &history)))
 }
 
 #[derive(Deserialize)]
@@ -280,11 +272,8 @@ pub async fn create_binding(
         .filter(|u| u.status == UserStatus::Active)
         .ok_or(ErrorCode::UserNotInTenant)?;
     let b = bindings::bind(&state, &admin, &user, req).await?;
-    let history = state.store.histories(&[b.seq]).await?;
-    Ok(success(binding_view(
-        &b,
-        history.get(&b.seq).map_or(&[][..], Vec::as_slice),
-    )))
+    let (b, history) = with_history(&state, b.seq).await?;
+    Ok(success(binding_view(&b, &history)))
 }
 
 async fn delete_binding(
